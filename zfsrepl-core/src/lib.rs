@@ -1,0 +1,36 @@
+//! # zfsrepl-core
+//!
+//! The library behind zfsrepl: everything about ZFS, plans and data paths,
+//! synchronous and embeddable (no async runtime is forced on callers).
+//!
+//! Main types:
+//! - [`name`]: validated [`DatasetName`], [`SnapshotName`], [`BookmarkName`],
+//!   [`Guid`] and [`Txg`]; names with spaces, `:` and a leading `-` are legal.
+//! - [`zfs`]: the ZFS boundary. [`ZfsRead`], [`ZfsWrite`] and [`ZfsStream`]
+//!   are implemented by [`ZfsCli`], which drives the installed `zfs` through a
+//!   [`Runner`] (local, or ssh with one reused connection and every argument
+//!   quoted once), adapting to the [`Capabilities`] it probes; and, with the
+//!   `test-util` feature, by the in-memory model of modern OpenZFS in
+//!   `model`, for features zfs-fuse lacks.
+//!
+//! ```
+//! use zfsrepl_core::{DatasetName, SnapshotName};
+//! let ds = DatasetName::parse("tank/off products")?;
+//! let snap: SnapshotName = ds.snapshot("zfsrepl_2026-11-22_05:00:00")?;
+//! assert_eq!(snap.dataset(), ds);
+//! # Ok::<(), zfsrepl_core::NameError>(())
+//! ```
+
+pub mod name;
+pub mod zfs;
+
+#[cfg(feature = "test-util")]
+pub mod model;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use name::{BookmarkName, DatasetName, EntityName, Guid, NameError, SnapshotName, Txg};
+pub use zfs::{
+    Capabilities, Dataset, ListSpec, Version, VersionName, ZfsError,
+    ZfsErrorKind, ZfsRead, ZfsResult, ZfsStream, ZfsWrite,
+};
