@@ -1,1 +1,378 @@
-fn main() {}
+//! `zfsrepl`: the command-line face of zfsrepl. Argument parsing and
+//! rendering only; everything about ZFS lives in `zfsrepl-core`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use zfsrepl_core::zfs::{LocalRunner, Runner, SshRunner, SshTarget};
+use zfsrepl_core::{Capabilities, Dataset, DatasetName, ListSpec, ZfsCli, ZfsRead};
+
+/// ZFS snapshot and replication engine: snapshots, retention, replication
+/// and staging clones from one policy.
+///
+/// zfsrepl drives the installed `zfs` binary (locally, or on another host over
+/// ssh with one reused connection), probes what that ZFS can do and adapts:
+/// Debian's zfs-fuse and OpenZFS 2.x are both supported.
+///
+/// Examples:
+///
+///   zfsrepl zfs caps                 what the local ZFS can do
+///
+///   zfsrepl zfs caps root@ovh3       the same for a remote host, over ssh
+///
+///   zfsrepl list tank/off            datasets and snapshots under tank/off
+///
+///   zfsrepl list --json              every pool, as JSON
+#[derive(Debug, Parser)]
+#[command(name = "zfsrepl", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The `zfs` binary to run (on the remote host too, with a HOST).
+    #[arg(long, global = true, env = "ZFSREPL_ZFS", default_value = "zfs")]
+    zfs: OsString,
+    /// Log what runs: -v for each zfs command, -vv for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Talk to ZFS directly.
+    #[command(subcommand)]
+    Zfs(ZfsCommand),
+    /// List datasets and their snapshots with guid, createtxg and creation.
+    ///
+    /// One `zfs` process per ROOT, however many datasets and snapshots lie
+    /// below it. Without ROOTs, lists every pool.
+    List(ListArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ZfsCommand {
+    /// Probe and print what the ZFS on HOST (default: this machine) can do.
+    ///
+    /// The probe runs at most four `zfs` commands and touches no pool. A
+    /// missing feature means zfsrepl uses a documented fallback, for example
+    /// one `zfs destroy` per snapshot where comma-batched destroy is missing.
+    Caps {
+        /// `[user@]host[:port]` to probe over ssh.
+        host: Option<String>,
+        #[command(flatten)]
+        ssh: SshArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SshArgs {
+    /// ssh port (overrides HOST's :port).
+    #[arg(long, value_name = "PORT")]
+    ssh_port: Option<u16>,
+    /// ssh private key file.
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Option<std::path::PathBuf>,
+    /// Extra ssh option, as for `ssh -o` (repeatable).
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
+    ssh_options: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Datasets to list, recursively.
+    #[arg(value_name = "ROOT", value_parser = parse_dataset)]
+    roots: Vec<DatasetName>,
+    /// List on this host over ssh: `[user@]host[:port]`.
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    #[command(flatten)]
+    ssh: SshArgs,
+    /// Only the ROOTs themselves, not their children.
+    #[arg(long)]
+    no_recursive: bool,
+    /// Datasets only, no snapshots.
+    #[arg(long)]
+    no_snapshots: bool,
+    /// Print JSON (exact numbers; creation in seconds since the epoch).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_dataset(s: &str) -> Result<DatasetName, String> {
+    DatasetName::parse(s).map_err(|e| e.to_string())
+}
+
+fn runner(host: Option<&str>, ssh: &SshArgs) -> Result<Box<dyn Runner>> {
+    let Some(h) = host else {
+        return Ok(Box::new(LocalRunner::new()));
+    };
+    let mut t = SshTarget::parse(h).map_err(anyhow::Error::msg)?;
+    if ssh.ssh_port.is_some() {
+        t.port = ssh.ssh_port;
+    }
+    t.identity.clone_from(&ssh.ssh_key);
+    t.options.clone_from(&ssh.ssh_options);
+    Ok(Box::new(
+        SshRunner::new(t).context("preparing ssh control directory")?,
+    ))
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no (fallback)" }
+}
+
+fn print_caps(c: &Capabilities, host: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<23}{host}", "host:")?;
+    writeln!(out, "{:<23}{}", "zfs:", c.flavor)?;
+    writeln!(
+        out,
+        "{:<23}{}",
+        "version:",
+        c.version.as_deref().unwrap_or("unknown (no `zfs version`)")
+    )?;
+    let rows = [
+        (
+            "list -p",
+            c.list_parsable,
+            "exact listing via `zfs get -Hp -r`",
+        ),
+        (
+            "bookmarks",
+            c.bookmarks,
+            "incremental bases must stay as snapshots",
+        ),
+        ("holds", c.holds, "no holds placed"),
+        (
+            "holds listing",
+            c.holds_list,
+            "hold counts read from userrefs",
+        ),
+        (
+            "atomic multi-snapshot",
+            c.multi_snapshot,
+            "`snapshot -r` or one per dataset",
+        ),
+        (
+            "comma destroy",
+            c.comma_destroy,
+            "one `zfs destroy` per snapshot",
+        ),
+        (
+            "destroy -n",
+            c.destroy_dry_run,
+            "dry runs are planned, not asked of zfs",
+        ),
+        ("send -c", c.send_compressed, "uncompressed stream"),
+        ("send -L", c.send_large_blocks, "blocks split to 128K"),
+        ("send -e", c.send_embedded, "plain blocks"),
+        ("send -w (raw)", c.send_raw, "no raw encrypted sends"),
+        (
+            "send -nvP estimate",
+            c.send_estimate,
+            "no size estimate before sending",
+        ),
+        (
+            "resumable send/recv",
+            c.resumable,
+            "interrupted transfers restart",
+        ),
+        ("recv -u", c.recv_unmounted, "received datasets are mounted"),
+        ("recv -o/-x", c.recv_props, "properties received as sent"),
+    ];
+    for (name, have, fallback) in rows {
+        if have {
+            writeln!(out, "{:<23}yes", format!("{name}:"))?;
+        } else {
+            writeln!(out, "{:<23}{}: {fallback}", format!("{name}:"), yes(have))?;
+        }
+    }
+    Ok(())
+}
+
+fn fmt_time(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs).map_or_else(
+        |_| secs.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
+
+fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+fn print_list(datasets: &[Dataset]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<8} {:>20} {:>10} {:<19} {:>8} {:>5}  NAME",
+        "TYPE", "GUID", "CREATETXG", "CREATION (UTC)", "USED", "HOLDS"
+    )?;
+    for d in datasets {
+        let kind = match d.kind {
+            zfsrepl_core::zfs::DatasetKind::Filesystem => "fs",
+            zfsrepl_core::zfs::DatasetKind::Volume => "volume",
+        };
+        writeln!(
+            out,
+            "{kind:<8} {:>20} {:>10} {:<19} {:>8} {:>5}  {}",
+            d.guid,
+            d.createtxg,
+            fmt_time(d.creation),
+            fmt_bytes(d.used),
+            "-",
+            d.name
+        )?;
+        for v in &d.versions {
+            let kind = if v.name.is_bookmark() {
+                "bookmark"
+            } else {
+                "snapshot"
+            };
+            let holds = v.userrefs.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            let used = v.used.map_or_else(|| "-".to_owned(), fmt_bytes);
+            writeln!(
+                out,
+                "{kind:<8} {:>20} {:>10} {:<19} {used:>8} {holds:>5}  {}",
+                v.guid,
+                v.createtxg,
+                fmt_time(v.creation),
+                v.name
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<DatasetName>> {
+    let argv = [
+        bin.clone(),
+        "list".into(),
+        "-H".into(),
+        "-o".into(),
+        "name".into(),
+        "-d".into(),
+        "0".into(),
+    ];
+    let out = zfs.runner().run(&argv).context("listing pools")?;
+    if !out.status.success() {
+        anyhow::bail!("cannot list pools: {}", out.stderr.trim());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| DatasetName::parse(l).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Zfs(ZfsCommand::Caps { host, ssh, json }) => {
+            let r = runner(host.as_deref(), &ssh)?;
+            let label = r.host().to_string();
+            let zfs = ZfsCli::probe(r, cli.global.zfs.clone())?;
+            if json {
+                serde_json::to_writer_pretty(std::io::stdout().lock(), zfs.capabilities())?;
+                println!();
+            } else {
+                print_caps(zfs.capabilities(), &label)?;
+            }
+        }
+        Command::List(a) => {
+            let r = runner(a.host.as_deref(), &a.ssh)?;
+            let zfs = ZfsCli::probe(r, cli.global.zfs.clone())?;
+            let roots = if a.roots.is_empty() {
+                pools(&zfs, &cli.global.zfs)?
+            } else {
+                a.roots
+            };
+            let spec = ListSpec {
+                roots,
+                recursive: !a.no_recursive,
+                snapshots: !a.no_snapshots,
+                bookmarks: !a.no_snapshots,
+                user_props: Vec::new(),
+            };
+            let datasets = zfs.list(&spec)?;
+            if a.json {
+                serde_json::to_writer_pretty(std::io::stdout().lock(), &datasets)?;
+                println!();
+            } else {
+                print_list(&datasets)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let level = match cli.global.verbose {
+        0 => "warn",
+        1 => "info,zfsrepl_core=debug",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZFSREPL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("zfsrepl: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -31,6 +31,6 @@ pub mod testing;
 
 pub use name::{BookmarkName, DatasetName, EntityName, Guid, NameError, SnapshotName, Txg};
 pub use zfs::{
-    Capabilities, Dataset, ListSpec, Version, VersionName, ZfsError,
-    ZfsErrorKind, ZfsRead, ZfsResult, ZfsStream, ZfsWrite,
+    Capabilities, Dataset, ListSpec, Runner, Version, VersionName, ZfsCli, ZfsError, ZfsErrorKind,
+    ZfsRead, ZfsResult, ZfsStream, ZfsWrite,
 };

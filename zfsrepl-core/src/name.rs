@@ -138,9 +138,7 @@ fn check_pool(full: &str, pool: &str) -> Result<(), NameError> {
     let reserved = ["mirror", "raidz", "draid", "spare"]
         .iter()
         .any(|w| pool.starts_with(w))
-        || (pool.len() >= 2
-            && pool.starts_with('c')
-            && pool.as_bytes()[1].is_ascii_digit());
+        || (pool.len() >= 2 && pool.starts_with('c') && pool.as_bytes()[1].is_ascii_digit());
     if reserved || pool == "log" {
         return Err(NameError::PoolReserved { name: full.into() });
     }
@@ -441,7 +439,7 @@ macro_rules! name_traits {
     ($t:ty, $field:tt) => {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.$field)
+                f.pad(&self.$field)
             }
         }
         impl fmt::Debug for $t {
@@ -491,7 +489,7 @@ name_traits!(BookmarkName, full);
 
 impl fmt::Display for EntityName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -506,7 +504,7 @@ macro_rules! number {
 
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}", self.0)
+                fmt::Display::fmt(&self.0, f)
             }
         }
 
@@ -626,7 +624,10 @@ mod tests {
             proptest::collection::vec(component(), 0..5),
         )
             .prop_filter_map("reserved pool", |(pool, rest)| {
-                let s = std::iter::once(pool).chain(rest).collect::<Vec<_>>().join("/");
+                let s = std::iter::once(pool)
+                    .chain(rest)
+                    .collect::<Vec<_>>()
+                    .join("/");
                 DatasetName::parse(s.split('/').next()?).ok()?;
                 Some(s)
             })
@@ -637,7 +638,7 @@ mod tests {
         fn dataset_round_trip(s in dataset()) {
             let d = DatasetName::parse(&s).unwrap();
             prop_assert_eq!(d.to_string(), s.clone());
-            prop_assert_eq!(DatasetName::parse(&d.to_string()).unwrap(), d.clone());
+            prop_assert_eq!(DatasetName::parse(d.as_str()).unwrap(), d.clone());
             let json = serde_json::to_string(&d).unwrap();
             prop_assert_eq!(serde_json::from_str::<DatasetName>(&json).unwrap(), d);
         }

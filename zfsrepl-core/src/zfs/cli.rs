@@ -1,1 +1,697 @@
-//! placeholder
+//! [`ZfsCli`]: the ZFS traits implemented by running the `zfs` binary through
+//! a [`Runner`], with argv built according to the host's [`Capabilities`].
+//!
+//! Every positional argument follows `--`, so a hold tag or property value
+//! that starts with `-` is never read as an option.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::caps::Capabilities;
+use super::parse::{self, LIST_PROPS, RESUME_TOKEN};
+use super::runner::{Child, ChildIo, Output, Runner, display_argv};
+use super::stderr::{classify, classify_ssh};
+use super::{
+    Dataset, DestroyOutcome, ListSpec, PropValue, RecvSink, RecvSpec, SendSource, SendSpec,
+    SendStream, VersionName, ZfsError, ZfsErrorKind, ZfsRead, ZfsResult, ZfsStream, ZfsWrite,
+};
+use crate::name::{BookmarkName, DatasetName, EntityName, SnapshotName};
+
+/// How many bytes of snapshot names one comma-batched destroy may carry;
+/// well under Linux's 128 KiB per-argument limit (`MAX_ARG_STRLEN`).
+const DESTROY_BATCH_BYTES: usize = 64 * 1024;
+
+/// Keeps the last lines of stderr for error messages.
+fn tail(stderr: &str) -> String {
+    const MAX: usize = 2048;
+    let s = stderr.trim_end();
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut cut = s.len() - MAX;
+    while !s.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("...{}", &s[cut..])
+}
+
+/// The `zfs` command layer over a runner.
+#[derive(Debug)]
+pub struct ZfsCli<R: Runner> {
+    runner: R,
+    zfs: OsString,
+    caps: Capabilities,
+}
+
+impl<R: Runner> ZfsCli<R> {
+    /// Probes the host's ZFS (at most three `zfs` processes, no pool
+    /// touched) and returns a command layer that uses what it found.
+    ///
+    /// # Errors
+    /// When `zfs` cannot be run, or the ZFS service is unavailable.
+    pub fn probe(runner: R, zfs: impl Into<OsString>) -> ZfsResult<Self> {
+        let zfs = zfs.into();
+        let caps = Capabilities::probe(&runner, &zfs)?;
+        Ok(Self { runner, zfs, caps })
+    }
+
+    /// A command layer with known capabilities (no probe).
+    pub fn with_capabilities(runner: R, zfs: impl Into<OsString>, caps: Capabilities) -> Self {
+        Self {
+            runner,
+            zfs: zfs.into(),
+            caps,
+        }
+    }
+
+    /// The runner (for its invocation count and host).
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
+    fn argv(&self, args: Vec<OsString>) -> Vec<OsString> {
+        let mut a = Vec::with_capacity(args.len() + 1);
+        a.push(self.zfs.clone());
+        a.extend(args);
+        a
+    }
+
+    /// Builds the error for a failed or unstartable process.
+    fn error(&self, op: &str, argv: &[OsString], status: Option<i32>, stderr: &str) -> ZfsError {
+        let kind = if self.runner.host().label().is_some() {
+            classify_ssh(stderr, status).unwrap_or_else(|| classify(stderr))
+        } else {
+            classify(stderr)
+        };
+        ZfsError {
+            op: op.to_owned(),
+            host: self.runner.host().label(),
+            argv: argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            status,
+            stderr: tail(stderr),
+            kind,
+        }
+    }
+
+    fn spawn_error(&self, op: &str, argv: &[OsString], e: &io::Error) -> ZfsError {
+        let mut err = self.error(
+            op,
+            argv,
+            None,
+            &format!("{}: {e}", display_argv(&argv[..1])),
+        );
+        err.kind = ZfsErrorKind::Spawn;
+        err
+    }
+
+    /// Runs `zfs ARGS` to completion; a non-zero exit becomes a classified
+    /// [`ZfsError`]. Warnings on stderr with exit 0 are not errors.
+    fn run(&self, op: &str, args: Vec<OsString>) -> ZfsResult<Output> {
+        let argv = self.argv(args);
+        let out = self
+            .runner
+            .run(&argv)
+            .map_err(|e| self.spawn_error(op, &argv, &e))?;
+        if out.status.success() {
+            if !out.stderr.trim().is_empty() {
+                tracing::debug!(op, stderr = %out.stderr.trim(), "zfs succeeded with stderr output");
+            }
+            Ok(out)
+        } else {
+            let err = self.error(op, &argv, out.status.code(), &out.stderr);
+            Err(err)
+        }
+    }
+
+    fn unsupported(&self, op: &str, what: &str) -> ZfsError {
+        let mut e = ZfsError::new(
+            op,
+            ZfsErrorKind::Unsupported,
+            format!("this ZFS ({}) has no {what}", self.caps.flavor),
+        );
+        e.host = self.runner.host().label();
+        e
+    }
+
+    fn destroy_one_batch(&self, dataset: &str, snaps: &[&SnapshotName]) -> ZfsResult<()> {
+        let joined = snaps.iter().map(|s| s.snap()).collect::<Vec<_>>().join(",");
+        let arg = format!("{dataset}@{joined}");
+        self.run(&format!("destroy {arg}"), os(["destroy", "--", &arg]))
+            .map(drop)
+    }
+}
+
+fn os<const N: usize>(a: [&str; N]) -> Vec<OsString> {
+    a.iter().map(OsString::from).collect()
+}
+
+fn props_args(flag: &str, props: &[(String, String)]) -> Vec<OsString> {
+    props
+        .iter()
+        .flat_map(|(k, v)| [OsString::from(flag), OsString::from(format!("{k}={v}"))])
+        .collect()
+}
+
+impl<R: Runner> ZfsRead for ZfsCli<R> {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn list(&self, spec: &ListSpec) -> ZfsResult<Vec<Dataset>> {
+        let mut out = Vec::new();
+        for root in &spec.roots {
+            let op = format!("list {root}");
+            let mut props: Vec<&str> = LIST_PROPS.to_vec();
+            if self.caps.resumable {
+                props.push(RESUME_TOKEN);
+            }
+            props.extend(spec.user_props.iter().map(String::as_str));
+            let mut datasets = if self.caps.list_parsable {
+                let mut types = vec!["filesystem", "volume"];
+                if spec.snapshots {
+                    types.push("snapshot");
+                }
+                if spec.bookmarks && self.caps.bookmarks {
+                    types.push("bookmark");
+                }
+                let mut args = os([
+                    "list",
+                    "-Hp",
+                    "-t",
+                    &types.join(","),
+                    "-o",
+                    &props.join(","),
+                ]);
+                if spec.recursive {
+                    args.push("-r".into());
+                } else {
+                    // Depth 1 from a filesystem gives its own snapshots and
+                    // bookmarks, but also its children: filtered below.
+                    args.extend(os(["-d", "1"]));
+                }
+                args.extend(os(["--", root.as_str()]));
+                let o = self.run(&op, args)?;
+                parse::parse_list_listing(&String::from_utf8_lossy(&o.stdout), &props, spec)
+            } else {
+                // zfs-fuse: `list` prints rounded numbers, `get -Hp` exact
+                // ones; `get` has no `-t`, so snapshots come along anyway.
+                let mut args = os(["get", "-Hp"]);
+                args.push(if spec.recursive { "-r" } else { "-d" }.into());
+                if !spec.recursive {
+                    args.push("1".into());
+                }
+                args.extend(os(["-o", "name,property,value,source"]));
+                args.push(props[1..].join(",").into());
+                args.extend(os(["--", root.as_str()]));
+                let o = self.run(&op, args)?;
+                parse::parse_get_listing(&String::from_utf8_lossy(&o.stdout), spec)
+            }
+            .map_err(|e| self.error(&op, &[], None, &e.to_string()))?;
+            if !spec.recursive {
+                datasets.retain(|d| &d.name == root);
+            }
+            out.extend(datasets);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        Ok(out)
+    }
+
+    fn get_props(
+        &self,
+        names: &[EntityName],
+        props: &[&str],
+        recursive: bool,
+    ) -> ZfsResult<Vec<PropValue>> {
+        if names.is_empty() || props.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = os(["get", "-Hp", "-o", "name,property,value,source"]);
+        if recursive {
+            args.push("-r".into());
+        }
+        args.push(props.join(",").into());
+        args.push("--".into());
+        args.extend(names.iter().map(|n| OsString::from(n.as_str())));
+        let op = format!("get {}", props.join(","));
+        let o = self.run(&op, args)?;
+        parse::parse_get(&String::from_utf8_lossy(&o.stdout))
+            .map_err(|e| self.error(&op, &[], None, &e.to_string()))
+    }
+
+    fn holds(&self, snapshot: &SnapshotName) -> ZfsResult<Vec<String>> {
+        let op = format!("list holds of {snapshot}");
+        if !self.caps.holds_list {
+            return Err(self.unsupported(&op, "hold-tag listing (read userrefs instead)"));
+        }
+        let o = self.run(&op, os(["holds", "-H", "--", snapshot.as_str()]))?;
+        // `NAME\tTAG\tTIMESTAMP`; the tag may contain spaces but not tabs.
+        Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split('\t').nth(1).map(str::to_owned))
+            .collect())
+    }
+}
+
+impl<R: Runner> ZfsWrite for ZfsCli<R> {
+    fn create(
+        &self,
+        name: &DatasetName,
+        props: &[(String, String)],
+        parents: bool,
+    ) -> ZfsResult<()> {
+        let mut args = os(["create"]);
+        if parents {
+            args.push("-p".into());
+        }
+        args.extend(props_args("-o", props));
+        args.extend(os(["--", name.as_str()]));
+        self.run(&format!("create {name}"), args).map(drop)
+    }
+
+    fn snapshot(&self, snapshots: &[SnapshotName], props: &[(String, String)]) -> ZfsResult<()> {
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        if self.caps.multi_snapshot && snapshots.len() > 1 {
+            let mut args = os(["snapshot"]);
+            args.extend(props_args("-o", props));
+            args.push("--".into());
+            args.extend(snapshots.iter().map(|s| OsString::from(s.as_str())));
+            let op = format!(
+                "snapshot {} (atomic, {} datasets)",
+                snapshots[0],
+                snapshots.len()
+            );
+            return self.run(&op, args).map(drop);
+        }
+        for s in snapshots {
+            let mut args = os(["snapshot"]);
+            args.extend(props_args("-o", props));
+            args.extend(os(["--", s.as_str()]));
+            self.run(&format!("snapshot {s}"), args)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_recursive(
+        &self,
+        snapshot: &SnapshotName,
+        props: &[(String, String)],
+    ) -> ZfsResult<()> {
+        let mut args = os(["snapshot", "-r"]);
+        args.extend(props_args("-o", props));
+        args.extend(os(["--", snapshot.as_str()]));
+        self.run(&format!("snapshot -r {snapshot}"), args).map(drop)
+    }
+
+    fn destroy_snapshots(&self, snapshots: &[SnapshotName]) -> Vec<DestroyOutcome> {
+        let one = |s: &SnapshotName| -> DestroyOutcome {
+            let r = self
+                .run(&format!("destroy {s}"), os(["destroy", "--", s.as_str()]))
+                .map(drop);
+            (s.clone(), r)
+        };
+        if !self.caps.comma_destroy {
+            return snapshots.iter().map(one).collect();
+        }
+        // Group by dataset, preserving first-seen order, then batch within
+        // the argument size limit.
+        let mut groups: Vec<(&str, Vec<&SnapshotName>)> = Vec::new();
+        for s in snapshots {
+            match groups.iter_mut().find(|(d, _)| *d == s.dataset_str()) {
+                Some((_, v)) => v.push(s),
+                None => groups.push((s.dataset_str(), vec![s])),
+            }
+        }
+        let mut out = Vec::with_capacity(snapshots.len());
+        for (ds, snaps) in groups {
+            let mut start = 0;
+            while start < snaps.len() {
+                let mut end = start;
+                let mut len = ds.len() + 1;
+                while end < snaps.len()
+                    && (end == start || len + snaps[end].snap().len() < DESTROY_BATCH_BYTES)
+                {
+                    len += snaps[end].snap().len() + 1;
+                    end += 1;
+                }
+                let batch = &snaps[start..end];
+                if batch.len() == 1 {
+                    out.push(one(batch[0]));
+                } else if self.destroy_one_batch(ds, batch).is_ok() {
+                    out.extend(batch.iter().map(|s| ((*s).clone(), Ok(()))));
+                } else {
+                    // OpenZFS destroys a comma batch all-or-nothing; find
+                    // which ones fail, and why, one at a time.
+                    out.extend(batch.iter().map(|s| one(s)));
+                }
+                start = end;
+            }
+        }
+        out
+    }
+
+    fn destroy_dataset(&self, name: &DatasetName, recursive: bool) -> ZfsResult<()> {
+        let mut args = os(["destroy"]);
+        if recursive {
+            args.push("-r".into());
+        }
+        args.extend(os(["--", name.as_str()]));
+        self.run(&format!("destroy {name}"), args).map(drop)
+    }
+
+    fn hold(&self, tag: &str, snapshots: &[SnapshotName]) -> ZfsResult<()> {
+        if !self.caps.holds {
+            return Err(self.unsupported("hold", "user holds"));
+        }
+        let mut args = os(["hold", "--", tag]);
+        args.extend(snapshots.iter().map(|s| OsString::from(s.as_str())));
+        self.run(&format!("hold {tag:?}"), args).map(drop)
+    }
+
+    fn release(&self, tag: &str, snapshots: &[SnapshotName]) -> ZfsResult<()> {
+        if !self.caps.holds {
+            return Err(self.unsupported("release", "user holds"));
+        }
+        let mut args = os(["release", "--", tag]);
+        args.extend(snapshots.iter().map(|s| OsString::from(s.as_str())));
+        self.run(&format!("release {tag:?}"), args).map(drop)
+    }
+
+    fn bookmark(&self, snapshot: &SnapshotName, bookmark: &BookmarkName) -> ZfsResult<()> {
+        let op = format!("bookmark {snapshot} as {bookmark}");
+        if !self.caps.bookmarks {
+            return Err(self.unsupported(&op, "bookmarks"));
+        }
+        self.run(
+            &op,
+            os(["bookmark", "--", snapshot.as_str(), bookmark.as_str()]),
+        )
+        .map(drop)
+    }
+
+    fn destroy_bookmark(&self, bookmark: &BookmarkName) -> ZfsResult<()> {
+        let op = format!("destroy {bookmark}");
+        if !self.caps.bookmarks {
+            return Err(self.unsupported(&op, "bookmarks"));
+        }
+        self.run(&op, os(["destroy", "--", bookmark.as_str()]))
+            .map(drop)
+    }
+
+    fn clone_snapshot(
+        &self,
+        snapshot: &SnapshotName,
+        target: &DatasetName,
+        props: &[(String, String)],
+    ) -> ZfsResult<()> {
+        let mut args = os(["clone"]);
+        args.extend(props_args("-o", props));
+        args.extend(os(["--", snapshot.as_str(), target.as_str()]));
+        self.run(&format!("clone {snapshot} to {target}"), args)
+            .map(drop)
+    }
+
+    fn promote(&self, clone: &DatasetName) -> ZfsResult<()> {
+        self.run(
+            &format!("promote {clone}"),
+            os(["promote", "--", clone.as_str()]),
+        )
+        .map(drop)
+    }
+
+    fn rename(&self, from: &EntityName, to: &EntityName) -> ZfsResult<()> {
+        self.run(
+            &format!("rename {from} to {to}"),
+            os(["rename", "--", from.as_str(), to.as_str()]),
+        )
+        .map(drop)
+    }
+
+    fn rollback(&self, snapshot: &SnapshotName, destroy_newer: bool) -> ZfsResult<()> {
+        let mut args = os(["rollback"]);
+        if destroy_newer {
+            args.push("-r".into());
+        }
+        args.extend(os(["--", snapshot.as_str()]));
+        self.run(&format!("rollback to {snapshot}"), args).map(drop)
+    }
+
+    fn set_props(&self, name: &EntityName, props: &[(String, String)]) -> ZfsResult<()> {
+        // One property per call: zfs-fuse's `set` takes exactly one.
+        for (k, v) in props {
+            self.run(
+                &format!("set {k} on {name}"),
+                os(["set", "--", &format!("{k}={v}"), name.as_str()]),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn inherit(&self, name: &EntityName, property: &str) -> ZfsResult<()> {
+        self.run(
+            &format!("inherit {property} on {name}"),
+            os(["inherit", "--", property, name.as_str()]),
+        )
+        .map(drop)
+    }
+}
+
+/// A running `zfs send` (local or remote).
+#[derive(Debug)]
+pub struct CliSendStream {
+    child: Child,
+    op: String,
+    host: Option<String>,
+}
+
+/// A running `zfs receive` (local or remote).
+#[derive(Debug)]
+pub struct CliRecvSink {
+    child: Child,
+    op: String,
+    host: Option<String>,
+    remote: bool,
+}
+
+fn finish_child(child: Child, op: String, host: Option<String>, remote: bool) -> ZfsResult<()> {
+    let argv: Vec<String> = child
+        .argv()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let fin = child
+        .wait()
+        .map_err(|e| ZfsError::new(op.clone(), ZfsErrorKind::Other, e.to_string()))?;
+    if fin.status.success() {
+        return Ok(());
+    }
+    let status = fin.status.code();
+    let kind = if status.is_none() {
+        ZfsErrorKind::Killed
+    } else if remote {
+        classify_ssh(&fin.stderr, status).unwrap_or_else(|| classify(&fin.stderr))
+    } else {
+        classify(&fin.stderr)
+    };
+    Err(ZfsError {
+        op,
+        host,
+        argv,
+        status,
+        stderr: tail(&fin.stderr),
+        kind,
+    })
+}
+
+impl Read for CliSendStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.child.stdout.as_mut() {
+            Some(s) => s.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl SendStream for CliSendStream {
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.child.stdout.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    fn finish(self) -> ZfsResult<()> {
+        let remote = self.host.is_some();
+        finish_child(self.child, self.op, self.host, remote)
+    }
+
+    fn abort(self) {
+        self.child.kill();
+    }
+}
+
+impl Write for CliRecvSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.child.stdin.as_mut() {
+            Some(s) => s.write(buf),
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.child.stdin.as_mut() {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl RecvSink for CliRecvSink {
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.child.stdin.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    fn finish(self) -> ZfsResult<()> {
+        finish_child(self.child, self.op, self.host, self.remote)
+    }
+
+    fn abort(self) {
+        self.child.kill();
+    }
+}
+
+impl<R: Runner> ZfsCli<R> {
+    /// The argv (after the `zfs` binary) of a send, checked against the
+    /// capabilities.
+    ///
+    /// # Errors
+    /// [`ZfsErrorKind::Unsupported`] for a flag or source this ZFS lacks.
+    pub fn send_args(&self, spec: &SendSpec) -> ZfsResult<Vec<OsString>> {
+        let c = &self.caps;
+        let f = &spec.flags;
+        let mut a = os(["send"]);
+        let checks = [
+            (f.replicate, true, "-R"),
+            (f.props, true, "-p"),
+            (f.dedup, true, "-D"),
+            (f.compressed, c.send_compressed, "-c"),
+            (f.large_blocks, c.send_large_blocks, "-L"),
+            (f.embedded, c.send_embedded, "-e"),
+            (f.raw, c.send_raw, "-w"),
+        ];
+        for (want, have, flag) in checks {
+            if want {
+                if !have {
+                    return Err(self.unsupported("send", &format!("`zfs send {flag}`")));
+                }
+                a.push(flag.into());
+            }
+        }
+        match &spec.source {
+            SendSource::Full { snapshot } => a.extend(os(["--", snapshot.as_str()])),
+            SendSource::Incremental {
+                from,
+                to,
+                intermediates,
+            } => {
+                if matches!(from, VersionName::Bookmark(_)) && !c.bookmarks {
+                    return Err(self.unsupported("send", "bookmarks"));
+                }
+                a.push(if *intermediates { "-I" } else { "-i" }.into());
+                a.extend(os([from.as_str(), "--", to.as_str()]));
+            }
+            SendSource::Resume { token } => {
+                if !c.resumable {
+                    return Err(self.unsupported("send", "resumable send (`zfs send -t`)"));
+                }
+                a.extend(os(["-t", token]));
+            }
+        }
+        Ok(a)
+    }
+
+    /// The argv (after the `zfs` binary) of a receive, checked against the
+    /// capabilities.
+    ///
+    /// # Errors
+    /// [`ZfsErrorKind::Unsupported`] for a flag this ZFS lacks, or
+    /// [`ZfsErrorKind::InvalidArgument`] without a target.
+    pub fn recv_args(&self, spec: &RecvSpec) -> ZfsResult<Vec<OsString>> {
+        let c = &self.caps;
+        let target = spec.target.as_ref().ok_or_else(|| {
+            ZfsError::new(
+                "receive",
+                ZfsErrorKind::InvalidArgument,
+                "no target dataset",
+            )
+        })?;
+        let mut a = os(["receive"]);
+        if spec.force {
+            a.push("-F".into());
+        }
+        if spec.unmounted {
+            if !c.recv_unmounted {
+                return Err(self.unsupported("receive", "`zfs receive -u`"));
+            }
+            a.push("-u".into());
+        }
+        if spec.resumable {
+            if !c.resumable {
+                return Err(self.unsupported("receive", "resumable receive (`-s`)"));
+            }
+            a.push("-s".into());
+        }
+        if spec.discard_path {
+            a.push("-d".into());
+        }
+        if !spec.set_props.is_empty() || !spec.exclude_props.is_empty() {
+            if !c.recv_props {
+                return Err(self.unsupported("receive", "`zfs receive -o/-x`"));
+            }
+            a.extend(props_args("-o", &spec.set_props));
+            for p in &spec.exclude_props {
+                a.extend(os(["-x", p]));
+            }
+        }
+        a.extend(os(["--", target.as_str()]));
+        Ok(a)
+    }
+}
+
+impl<R: Runner> ZfsStream for ZfsCli<R> {
+    type Send = CliSendStream;
+    type Recv = CliRecvSink;
+
+    fn send(&self, spec: &SendSpec) -> ZfsResult<CliSendStream> {
+        let argv = self.argv(self.send_args(spec)?);
+        let op = format!("send {}", display_argv(&argv[2..]));
+        let child = self
+            .runner
+            .spawn(&argv, ChildIo::Stdout)
+            .map_err(|e| self.spawn_error(&op, &argv, &e))?;
+        Ok(CliSendStream {
+            child,
+            op,
+            host: self.runner.host().label(),
+        })
+    }
+
+    fn receive(&self, spec: &RecvSpec) -> ZfsResult<CliRecvSink> {
+        let argv = self.argv(self.recv_args(spec)?);
+        let op = format!("receive {}", display_argv(&argv[2..]));
+        let child = self
+            .runner
+            .spawn(&argv, ChildIo::Stdin)
+            .map_err(|e| self.spawn_error(&op, &argv, &e))?;
+        let host = self.runner.host().label();
+        Ok(CliRecvSink {
+            child,
+            op,
+            remote: host.is_some(),
+            host,
+        })
+    }
+}

@@ -21,9 +21,9 @@ use std::os::fd::RawFd;
 use serde::{Deserialize, Serialize};
 
 pub use caps::Capabilities;
-// pub use cli::ZfsCli;
+pub use cli::ZfsCli;
 pub use error::{ZfsError, ZfsErrorKind, ZfsResult};
-// runner
+pub use runner::{Host, LocalRunner, Runner, SshRunner, SshTarget};
 
 use crate::name::{BookmarkName, DatasetName, EntityName, Guid, SnapshotName, Txg};
 
@@ -233,8 +233,12 @@ pub trait ZfsWrite {
     ///
     /// # Errors
     /// When it exists or cannot be created.
-    fn create(&self, name: &DatasetName, props: &[(String, String)], parents: bool)
-    -> ZfsResult<()>;
+    fn create(
+        &self,
+        name: &DatasetName,
+        props: &[(String, String)],
+        parents: bool,
+    ) -> ZfsResult<()>;
 
     /// Takes snapshots of several datasets: atomically in one `zfs snapshot`
     /// where ZFS can, otherwise one process per snapshot (in order; stops at
@@ -249,8 +253,11 @@ pub trait ZfsWrite {
     ///
     /// # Errors
     /// When any snapshot cannot be taken (none is then taken).
-    fn snapshot_recursive(&self, snapshot: &SnapshotName, props: &[(String, String)])
-    -> ZfsResult<()>;
+    fn snapshot_recursive(
+        &self,
+        snapshot: &SnapshotName,
+        props: &[(String, String)],
+    ) -> ZfsResult<()>;
 
     /// Destroys snapshots, comma-batched per dataset where ZFS can; returns
     /// one outcome per snapshot (all failures, not just the first).
