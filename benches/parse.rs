@@ -4,7 +4,7 @@
 //! property), `list_listing/1000x10` what OpenZFS hosts parse (one line per
 //! entity), both for 1000 datasets with 10 snapshots each.
 
-#![allow(clippy::unwrap_used)] // benchmark fixtures: a failure is a bug in the bench
+#![allow(clippy::unwrap_used, missing_docs)] // bench fixtures; criterion generates undocumented fns
 
 use std::fmt::Write;
 

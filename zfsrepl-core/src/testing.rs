@@ -239,7 +239,17 @@ impl Drop for TestPool {
             return;
         }
         if let Err(e) = self.destroy() {
-            eprintln!("warning: cannot destroy test pool {}: {e}", self.name);
+            // Keep the directory: removing it would recurse into the still
+            // mounted pool, and deleting the image under a live pool makes
+            // zfs-fuse fault it.
+            if let Some(d) = self.dir.take() {
+                let kept = d.keep();
+                eprintln!(
+                    "warning: cannot destroy test pool {} (image kept in {}): {e}",
+                    self.name,
+                    kept.display()
+                );
+            }
         }
     }
 }

@@ -22,18 +22,30 @@ use crate::name::{BookmarkName, DatasetName, EntityName, SnapshotName};
 /// well under Linux's 128 KiB per-argument limit (`MAX_ARG_STRLEN`).
 const DESTROY_BATCH_BYTES: usize = 64 * 1024;
 
-/// Keeps the last lines of stderr for error messages.
+/// Keeps what matters of stderr for error messages: `zfs` puts the reason
+/// first and may follow it with pages of usage or property tables, so keep
+/// the head, and the tail when there is more.
 fn tail(stderr: &str) -> String {
     const MAX: usize = 2048;
     let s = stderr.trim_end();
+    // Usage text after the reason adds nothing to an error message.
+    let s = s.find("\nusage:").map_or(s, |i| &s[..i]);
     if s.len() <= MAX {
         return s.to_owned();
     }
-    let mut cut = s.len() - MAX;
+    let head_end = s
+        .match_indices('\n')
+        .nth(2)
+        .map_or(MAX / 2, |(i, _)| i.min(MAX / 2));
+    let mut cut = s.len() - MAX / 2;
     while !s.is_char_boundary(cut) {
         cut += 1;
     }
-    format!("...{}", &s[cut..])
+    let mut h = head_end;
+    while !s.is_char_boundary(h) {
+        h -= 1;
+    }
+    format!("{}\n...\n{}", &s[..h], &s[cut..])
 }
 
 /// The `zfs` command layer over a runner.
@@ -418,11 +430,10 @@ impl<R: Runner> ZfsWrite for ZfsCli<R> {
     }
 
     fn promote(&self, clone: &DatasetName) -> ZfsResult<()> {
-        self.run(
-            &format!("promote {clone}"),
-            os(["promote", "--", clone.as_str()]),
-        )
-        .map(drop)
+        // No `--`: the promote and set of zfs-fuse (and older OpenZFS) take no
+        // options and would read it as one; dataset names start with a letter.
+        self.run(&format!("promote {clone}"), os(["promote", clone.as_str()]))
+            .map(drop)
     }
 
     fn rename(&self, from: &EntityName, to: &EntityName) -> ZfsResult<()> {
@@ -447,7 +458,7 @@ impl<R: Runner> ZfsWrite for ZfsCli<R> {
         for (k, v) in props {
             self.run(
                 &format!("set {k} on {name}"),
-                os(["set", "--", &format!("{k}={v}"), name.as_str()]),
+                os(["set", &format!("{k}={v}"), name.as_str()]),
             )?;
         }
         Ok(())

@@ -1,0 +1,96 @@
+//! End-to-end tests of the `zfsrepl` binary on real pools.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use zfsrepl_core::testing::TestPool;
+
+fn zfsrepl() -> Command {
+    Command::cargo_bin("zfsrepl").unwrap()
+}
+
+#[test]
+fn help_teaches() {
+    zfsrepl()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("zfsrepl zfs caps"))
+        .stdout(predicate::str::contains("list"));
+    zfsrepl()
+        .args(["list", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("One `zfs` process per ROOT"));
+}
+
+#[test]
+fn bad_input_exits_2_with_the_reason() {
+    zfsrepl()
+        .args(["list", "tank//a"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("empty component"));
+    zfsrepl().arg("frobnicate").assert().code(2);
+}
+
+#[test]
+fn caps_on_this_host() {
+    let _pool = TestPool::new();
+    let out = zfsrepl().args(["zfs", "caps"]).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for row in [
+        "list -p:",
+        "bookmarks:",
+        "holds:",
+        "comma destroy:",
+        "resumable send/recv:",
+        "recv -u:",
+    ] {
+        assert!(text.contains(row), "{row} missing from:\n{text}");
+    }
+    let json = zfsrepl().args(["zfs", "caps", "--json"]).assert().success();
+    let v: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert!(v["holds"].is_boolean());
+}
+
+#[test]
+fn list_json_and_table_with_hostile_names() {
+    let pool = TestPool::new();
+    pool.apply("+ \"off products\"\n+ \"off products@zfsrepl 1\"\n+ \"-x: y\"");
+    let out = zfsrepl()
+        .args(["list", "--json", pool.name()])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            pool.name().to_string(),
+            format!("{}/-x: y", pool.name()),
+            format!("{}/off products", pool.name())
+        ]
+    );
+    let snap = &v[2]["versions"][0];
+    assert_eq!(
+        snap["name"],
+        format!("{}/off products@zfsrepl 1", pool.name())
+    );
+    assert!(snap["guid"].as_u64().unwrap() > 0);
+    assert!(snap["createtxg"].as_u64().unwrap() > 0);
+    zfsrepl()
+        .args(["list", pool.name()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("off products@zfsrepl 1"));
+    zfsrepl()
+        .args(["list", &format!("{}/missing", pool.name())])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not exist"));
+}

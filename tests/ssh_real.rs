@@ -1,0 +1,222 @@
+//! The `zfs` command layer over a real ssh connection: a private `sshd` on a
+//! loopback port (started by the test, from Debian's openssh-server), real
+//! pools, hostile names and hostile property values. Checks that every
+//! argument is quoted exactly once and that one connection serves every call.
+//!
+//! Like the other real-pool tests this never skips: without `sshd` or ZFS it
+//! fails (`.ci/run` installs both).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zfsrepl_core::testing::{TestPool, zfs_binary};
+use zfsrepl_core::zfs::{
+    ListSpec, LocalRunner, RecvSink, RecvSpec, SendFlags, SendSource, SendSpec, SendStream,
+    SshRunner, SshTarget, ZfsStream,
+};
+use zfsrepl_core::{EntityName, Runner, ZfsCli, ZfsErrorKind, ZfsRead, ZfsWrite};
+
+struct Sshd {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Sshd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let keygen = |file: &Path| {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(file)
+                .status()
+                .expect("ssh-keygen (openssh-client) must be installed");
+            assert!(st.success());
+        };
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+             PidFile {pid}\nStrictModes no\nUsePAM no\nPermitRootLogin yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n\
+             MaxStartups 100\n",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("/usr/sbin/sshd (openssh-server) must be installed");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, dir, port }
+    }
+
+    fn target(&self) -> SshTarget {
+        let mut t = SshTarget::parse(&format!("root@127.0.0.1:{}", self.port)).unwrap();
+        t.identity = Some(self.dir.path().join("client_key"));
+        t.options = vec![
+            "StrictHostKeyChecking=no".into(),
+            format!(
+                "UserKnownHostsFile={}",
+                self.dir.path().join("known_hosts").display()
+            ),
+            "LogLevel=ERROR".into(),
+        ];
+        t
+    }
+
+    fn accepted_connections(&self) -> usize {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("sshd.log")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn zfs_over_ssh_quotes_once_and_reuses_one_connection() {
+    let sshd = Sshd::start();
+    let pool = TestPool::new();
+    pool.apply("+ \"with space\"\n+ \"-dash: x\"\n+ \"with space@s 1\"\n+ \"-dash: x@-s\"");
+    let remote = ZfsCli::probe(SshRunner::new(sshd.target()).unwrap(), zfs_binary())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nsshd log:\n{}",
+                std::fs::read_to_string(sshd.log()).unwrap_or_default()
+            )
+        });
+    let local = pool.zfs();
+    assert_eq!(remote.capabilities(), local.capabilities());
+    let spec = ListSpec::all(vec![pool.root()]);
+    assert_eq!(remote.list(&spec).unwrap(), local.list(&spec).unwrap());
+
+    // Hostile values must arrive byte for byte, and nothing may execute.
+    let canary = std::env::temp_dir().join(format!("zfsrepl-canary-{}", std::process::id()));
+    let hostile = format!(
+        "it's \"q\" $(touch {c}) `touch {c}`; touch {c} | x & y",
+        c = canary.display()
+    );
+    let ds = EntityName::Dataset(pool.ds("-dash: x"));
+    remote
+        .set_props(&ds, &[("zfsrepl:note".into(), hostile.clone())])
+        .unwrap();
+    let got = local
+        .get_props(&[ds.clone()], &["zfsrepl:note"], false)
+        .unwrap();
+    assert_eq!(got[0].value, hostile);
+    assert!(!canary.exists(), "a hostile value was executed");
+    remote
+        .hold("-tag; $(id)", &[pool.snap("-dash: x", "-s")])
+        .unwrap();
+    remote
+        .release("-tag; $(id)", &[pool.snap("-dash: x", "-s")])
+        .unwrap();
+
+    // Errors keep their kind across ssh.
+    let err = remote
+        .list(&ListSpec::all(vec![pool.ds("missing")]))
+        .unwrap_err();
+    assert_eq!(err.kind, ZfsErrorKind::NotFound, "{err}");
+    assert!(err.host.is_some());
+
+    // Send locally, receive remotely into a hostile name.
+    let send = local
+        .send(&SendSpec {
+            source: SendSource::Full {
+                snapshot: pool.snap("with space", "s 1"),
+            },
+            flags: SendFlags::default(),
+        })
+        .unwrap();
+    let recv = remote
+        .receive(&RecvSpec {
+            target: Some(pool.ds("-copy: of x")),
+            unmounted: true,
+            ..RecvSpec::default()
+        })
+        .unwrap();
+    copy(send, recv);
+    let l = local
+        .list(&ListSpec::all(vec![pool.ds("-copy: of x")]))
+        .unwrap();
+    assert_eq!(l[0].versions[0].name.short(), "s 1");
+
+    let calls = remote.runner().invocations();
+    assert!(calls >= 8, "{calls}");
+    assert_eq!(
+        sshd.accepted_connections(),
+        1,
+        "every call reused the master connection"
+    );
+}
+
+#[test]
+fn ssh_failures_are_transport_errors() {
+    // Nothing listens on this port.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut t = SshTarget::parse(&format!("root@127.0.0.1:{port}")).unwrap();
+    t.options = vec!["ConnectTimeout=5".into()];
+    let r = SshRunner::new(t).unwrap();
+    let err = ZfsCli::probe(r, "zfs").unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ZfsErrorKind::Transport | ZfsErrorKind::Unsupported
+        ),
+        "{err}"
+    );
+    let _ = LocalRunner::new().invocations();
+}
+
+fn copy<S: SendStream, R: RecvSink>(mut send: S, mut recv: R) {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = send.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        recv.write_all(&buf[..n]).unwrap();
+    }
+    recv.finish().unwrap();
+    send.finish().unwrap();
+}
