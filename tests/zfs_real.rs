@@ -503,3 +503,20 @@ fn listing_200_datasets_costs_one_process() {
     assert_eq!(snaps, 1005);
     let _: Vec<SnapshotName> = Vec::new();
 }
+
+#[test]
+fn capabilities_are_probed_once_per_host() {
+    let _pool = TestPool::new();
+    let cache = zfsrepl_core::zfs::CapsCache::new();
+    let runner = zfsrepl_core::zfs::LocalRunner::new();
+    let a = zfsrepl_core::ZfsCli::probe_cached(&runner, "zfs", &cache).unwrap();
+    let after_first = runner.invocations();
+    assert!(after_first >= 1);
+    let b = zfsrepl_core::ZfsCli::probe_cached(&runner, "zfs", &cache).unwrap();
+    assert_eq!(
+        runner.invocations(),
+        after_first,
+        "second probe came from the cache"
+    );
+    assert_eq!(a.capabilities(), b.capabilities());
+}

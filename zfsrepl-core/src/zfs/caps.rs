@@ -297,3 +297,58 @@ mod tests {
         assert_eq!(c, want);
     }
 }
+
+/// Probed capabilities per host, so that a process talking to the same host
+/// many times (the daemon, a recursive send) probes it once.
+///
+/// Keyed by the host and the `zfs` binary path; owned by the caller (no
+/// process-wide state).
+#[derive(Debug, Default)]
+pub struct CapsCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<(String, std::ffi::OsString), Capabilities>>,
+}
+
+impl CapsCache {
+    /// An empty cache.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cached capabilities of the runner's host, probing on first use.
+    ///
+    /// # Errors
+    /// The probe's failure (not cached: the next call probes again).
+    pub fn get_or_probe<R: super::Runner + ?Sized>(
+        &self,
+        runner: &R,
+        zfs: &std::ffi::OsStr,
+    ) -> super::ZfsResult<Capabilities> {
+        let key = (runner.host().to_string(), zfs.to_owned());
+        if let Some(c) = self.lock().get(&key) {
+            return Ok(c.clone());
+        }
+        let caps = Capabilities::probe(runner, zfs)?;
+        self.lock().insert(key, caps.clone());
+        Ok(caps)
+    }
+
+    /// Forgets a host (after a ZFS upgrade, say).
+    pub fn invalidate(&self, host: &super::Host) {
+        let h = host.to_string();
+        self.lock().retain(|(k, _), _| *k != h);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<(String, std::ffi::OsString), Capabilities>,
+    > {
+        // A panic while holding the lock cannot leave a half-written entry.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -68,6 +68,20 @@ impl<R: Runner> ZfsCli<R> {
         Ok(Self { runner, zfs, caps })
     }
 
+    /// Like [`ZfsCli::probe`], but probes each host once per `cache`.
+    ///
+    /// # Errors
+    /// When `zfs` cannot be run, or the ZFS service is unavailable.
+    pub fn probe_cached(
+        runner: R,
+        zfs: impl Into<OsString>,
+        cache: &super::caps::CapsCache,
+    ) -> ZfsResult<Self> {
+        let zfs = zfs.into();
+        let caps = cache.get_or_probe(&runner, &zfs)?;
+        Ok(Self { runner, zfs, caps })
+    }
+
     /// A command layer with known capabilities (no probe).
     pub fn with_capabilities(runner: R, zfs: impl Into<OsString>, caps: Capabilities) -> Self {
         Self {

@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 
 use serde::{Deserialize, Serialize};
 
-pub use caps::Capabilities;
+pub use caps::{Capabilities, CapsCache};
 pub use cli::ZfsCli;
 pub use error::{ZfsError, ZfsErrorKind, ZfsResult};
 pub use runner::{Host, LocalRunner, Runner, SshRunner, SshTarget};
