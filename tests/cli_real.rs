@@ -1,5 +1,7 @@
 //! End-to-end tests of the `zfsrepl` binary on real pools.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure is the test failing
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use zfsrepl_core::testing::TestPool;

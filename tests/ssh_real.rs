@@ -6,6 +6,8 @@
 //! Like the other real-pool tests this never skips: without `sshd` or ZFS it
 //! fails (`.ci/run` installs both).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure is the test failing
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -137,7 +139,7 @@ fn zfs_over_ssh_quotes_once_and_reuses_one_connection() {
         .set_props(&ds, &[("zfsrepl:note".into(), hostile.clone())])
         .unwrap();
     let got = local
-        .get_props(&[ds.clone()], &["zfsrepl:note"], false)
+        .get_props(std::slice::from_ref(&ds), &["zfsrepl:note"], false)
         .unwrap();
     assert_eq!(got[0].value, hostile);
     assert!(!canary.exists(), "a hostile value was executed");

@@ -8,6 +8,8 @@
 //! that the command layer reports `Unsupported` or uses its fallback; the
 //! feature itself is covered against the OpenZFS model in `zfsrepl_core::model`.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure is the test failing
+
 use zfsrepl_core::testing::TestPool;
 use zfsrepl_core::zfs::{
     Capabilities, ListSpec, RecvSink, RecvSpec, SendFlags, SendSource, SendSpec, SendStream,
@@ -286,7 +288,11 @@ fn create_destroy_and_user_properties() {
     zfs.set_props(&pe, &[("zfsrepl:owner".into(), "-dash value".into())])
         .unwrap();
     let got = zfs
-        .get_props(&[ce.clone()], &["zfsrepl:owner", "zfsrepl:x"], false)
+        .get_props(
+            std::slice::from_ref(&ce),
+            &["zfsrepl:owner", "zfsrepl:x"],
+            false,
+        )
         .unwrap();
     assert_eq!(got[0].value, "-dash value");
     assert!(
