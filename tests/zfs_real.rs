@@ -209,7 +209,12 @@ fn bookmarks_where_supported() {
         assert!(l[0].versions.iter().any(|v| v.name.is_bookmark()));
         zfs.destroy_bookmark(&bm).unwrap();
     } else {
-        // zfs-fuse has no bookmarks: covered by the model's tests.
+        // zfs-fuse has no bookmarks (nor resumable receive): covered by the
+        // model's tests.
+        if !zfs.capabilities().resumable {
+            let e = zfs.receive_abort(&pool.ds("a")).unwrap_err();
+            assert_eq!(e.kind, ZfsErrorKind::Unsupported);
+        }
         assert_eq!(r.unwrap_err().kind, ZfsErrorKind::Unsupported);
         assert_eq!(
             zfs.destroy_bookmark(&bm).unwrap_err().kind,

@@ -199,15 +199,6 @@ impl FakeZfs {
         self.state().dump()
     }
 
-    /// `zfs receive -A target`: discards the state of a partial receive (a
-    /// new filesystem's placeholder goes with it). Counts one process.
-    ///
-    /// # Errors
-    /// `NotFound`, or `InvalidArgument` when there is no partial state.
-    pub fn receive_abort(&self, target: &DatasetName) -> ZfsResult<()> {
-        self.state().receive_abort(target)
-    }
-
     /// Caps each snapshot record's payload in send streams (default 1 MiB);
     /// the payload otherwise follows the data written.
     pub fn set_stream_payload_limit(&self, bytes: u64) {
@@ -355,6 +346,12 @@ impl ZfsWrite for FakeZfs {
 
     fn inherit(&self, name: &EntityName, property: &str) -> ZfsResult<()> {
         self.state().inherit(name, property)
+    }
+
+    /// `zfs receive -A target`: discards the state of a partial receive (a
+    /// new filesystem's placeholder goes with it). Counts one process.
+    fn receive_abort(&self, target: &DatasetName) -> ZfsResult<()> {
+        self.state().receive_abort(target)
     }
 }
 

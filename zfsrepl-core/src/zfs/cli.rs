@@ -304,16 +304,27 @@ impl<R: Runner> ZfsWrite for ZfsCli<R> {
             return Ok(());
         }
         if self.caps.multi_snapshot && snapshots.len() > 1 {
-            let mut args = os(["snapshot"]);
-            args.extend(props_args("-o", props));
-            args.push("--".into());
-            args.extend(snapshots.iter().map(|s| OsString::from(s.as_str())));
-            let op = format!(
-                "snapshot {} (atomic, {} datasets)",
-                snapshots[0],
-                snapshots.len()
-            );
-            return self.run(&op, args).map(drop);
+            // One atomic call per pool, pools in first-seen order.
+            let mut pools: Vec<&str> = Vec::new();
+            for s in snapshots {
+                let p = s.dataset_str().split('/').next().unwrap_or_default();
+                if !pools.contains(&p) {
+                    pools.push(p);
+                }
+            }
+            for pool in pools {
+                let group: Vec<&SnapshotName> = snapshots
+                    .iter()
+                    .filter(|s| s.dataset_str().split('/').next() == Some(pool))
+                    .collect();
+                let mut args = os(["snapshot"]);
+                args.extend(props_args("-o", props));
+                args.push("--".into());
+                args.extend(group.iter().map(|s| OsString::from(s.as_str())));
+                let op = format!("snapshot {} (atomic, {} datasets)", group[0], group.len());
+                self.run(&op, args)?;
+            }
+            return Ok(());
         }
         for s in snapshots {
             let mut args = os(["snapshot"]);
@@ -476,6 +487,15 @@ impl<R: Runner> ZfsWrite for ZfsCli<R> {
             )?;
         }
         Ok(())
+    }
+
+    fn receive_abort(&self, target: &DatasetName) -> ZfsResult<()> {
+        let op = format!("abort partial receive into {target}");
+        if !self.caps.resumable {
+            return Err(self.unsupported(&op, "resumable receive"));
+        }
+        self.run(&op, os(["receive", "-A", "--", target.as_str()]))
+            .map(drop)
     }
 
     fn inherit(&self, name: &EntityName, property: &str) -> ZfsResult<()> {
@@ -718,5 +738,93 @@ impl<R: Runner> ZfsStream for ZfsCli<R> {
             remote: host.is_some(),
             host,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zfs::runner::ScriptedRunner;
+
+    fn snap(s: &str) -> SnapshotName {
+        SnapshotName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn multi_snapshot_is_one_call_per_pool() {
+        let r = ScriptedRunner::new();
+        let zfs = ZfsCli::with_capabilities(&r, "zfs", Capabilities::openzfs());
+        let snaps = [snap("tank/a@s"), snap("rpool/b@s"), snap("tank/c d@s")];
+        zfs.snapshot(&snaps, &[]).unwrap();
+        assert_eq!(
+            r.calls(),
+            [
+                vec!["snapshot", "--", "tank/a@s", "tank/c d@s"],
+                vec!["snapshot", "--", "rpool/b@s"],
+            ]
+        );
+    }
+
+    #[test]
+    fn comma_destroy_falls_back_to_one_by_one_on_failure() {
+        let r = ScriptedRunner::new();
+        r.on(
+            "tank/a@1,2,3",
+            1,
+            "",
+            "cannot destroy snapshot tank/a@2: dataset is busy\n",
+        );
+        r.on(
+            "-- tank/a@2",
+            1,
+            "",
+            "cannot destroy snapshot tank/a@2: dataset is busy\n",
+        );
+        let zfs = ZfsCli::with_capabilities(&r, "zfs", Capabilities::openzfs());
+        let out = zfs.destroy_snapshots(&[
+            snap("tank/a@1"),
+            snap("tank/a@2"),
+            snap("tank/a@3"),
+            snap("tank/b@9"),
+        ]);
+        let ok: Vec<bool> = out.iter().map(|(_, r)| r.is_ok()).collect();
+        assert_eq!(ok, [true, false, true, true]);
+        assert_eq!(out[1].1.as_ref().unwrap_err().kind, ZfsErrorKind::Busy);
+        assert_eq!(r.calls()[0], ["destroy", "--", "tank/a@1,2,3"]);
+        assert_eq!(r.invocations(), 5, "batch, three singles, and tank/b");
+    }
+
+    #[test]
+    fn listing_uses_list_p_on_openzfs_and_get_on_zfs_fuse() {
+        let r = ScriptedRunner::new();
+        let root = DatasetName::parse("tank/x y").unwrap();
+        let zfs = ZfsCli::with_capabilities(&r, "zfs", Capabilities::openzfs());
+        zfs.list(&ListSpec::all(vec![root.clone()])).unwrap();
+        let fuse = ZfsCli::with_capabilities(&r, "zfs", Capabilities::zfs_fuse());
+        fuse.list(&ListSpec::all(vec![root])).unwrap();
+        let c = r.calls();
+        assert_eq!(
+            c[0][..4],
+            ["list", "-Hp", "-t", "filesystem,volume,snapshot,bookmark"]
+        );
+        assert!(
+            c[0].contains(&"receive_resume_token".to_string())
+                || c[0].iter().any(|a| a.contains("receive_resume_token"))
+        );
+        assert_eq!(c[1][..3], ["get", "-Hp", "-r"]);
+        assert_eq!(c[1].last().unwrap(), "tank/x y");
+    }
+
+    #[test]
+    fn a_failure_keeps_the_reason_not_the_usage() {
+        let r = ScriptedRunner::new();
+        r.on("promote", 2, "", "cannot promote 'tank/a': not a cloned filesystem\nusage:\n\tpromote <clone-filesystem>\n");
+        let zfs = ZfsCli::with_capabilities(&r, "zfs", Capabilities::zfs_fuse());
+        let e = zfs
+            .promote(&DatasetName::parse("tank/a").unwrap())
+            .unwrap_err();
+        assert_eq!(e.stderr, "cannot promote 'tank/a': not a cloned filesystem");
+        assert_eq!(e.status, Some(2));
+        assert!(e.to_string().starts_with("cannot promote tank/a: "), "{e}");
     }
 }

@@ -241,8 +241,8 @@ pub trait ZfsWrite {
     ) -> ZfsResult<()>;
 
     /// Takes snapshots of several datasets: atomically in one `zfs snapshot`
-    /// where ZFS can, otherwise one process per snapshot (in order; stops at
-    /// the first failure).
+    /// per pool where ZFS can (ZFS cannot be atomic across pools), otherwise
+    /// one process per snapshot (in order; stops at the first failure).
     ///
     /// # Errors
     /// The first failure.
@@ -330,6 +330,14 @@ pub trait ZfsWrite {
     /// # Errors
     /// When the entity is missing or a value is rejected.
     fn set_props(&self, name: &EntityName, props: &[(String, String)]) -> ZfsResult<()>;
+
+    /// Discards a partially received state (`zfs receive -A`), so that a
+    /// target whose resume token went stale can be sent to again.
+    ///
+    /// # Errors
+    /// [`ZfsErrorKind::Unsupported`] where ZFS has no resumable receive;
+    /// [`ZfsErrorKind::NotFound`] when there is no partial state.
+    fn receive_abort(&self, target: &DatasetName) -> ZfsResult<()>;
 
     /// Clears a locally set property so it is inherited again.
     ///

@@ -332,6 +332,9 @@ impl<R: Runner + ?Sized> Runner for &R {
     fn invocations(&self) -> u64 {
         (**self).invocations()
     }
+    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
+        (**self).run(argv)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
@@ -344,6 +347,9 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     fn invocations(&self) -> u64 {
         (**self).invocations()
     }
+    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
+        (**self).run(argv)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
@@ -355,6 +361,9 @@ impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
     }
     fn invocations(&self) -> u64 {
         (**self).invocations()
+    }
+    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
+        (**self).run(argv)
     }
 }
 
@@ -697,5 +706,80 @@ mod tests {
         let t = std::time::Instant::now();
         drop(child);
         assert!(t.elapsed().as_secs() < 5);
+    }
+}
+
+/// A runner that starts no process: it records every argv and answers from
+/// a script, for tests of argv building and error handling (seam ii in
+/// STYLE.md E3). Unscripted commands succeed with empty output.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Default)]
+pub struct ScriptedRunner {
+    calls: std::sync::Mutex<Vec<Vec<String>>>,
+    script: std::sync::Mutex<Vec<(String, i32, String, String)>>,
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl ScriptedRunner {
+    /// A runner whose commands all succeed with no output.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Answers the first command whose rendered argv contains `needle`
+    /// with `code`, `stdout` and `stderr` (later rules first).
+    pub fn on(&self, needle: &str, code: i32, stdout: &str, stderr: &str) {
+        if let Ok(mut s) = self.script.lock() {
+            s.insert(0, (needle.into(), code, stdout.into(), stderr.into()));
+        }
+    }
+
+    /// Every argv run so far, without the program name.
+    #[must_use]
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl Runner for ScriptedRunner {
+    fn host(&self) -> &Host {
+        &LOCAL
+    }
+
+    fn spawn(&self, _argv: &[OsString], _io: ChildIo) -> io::Result<Child> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "ScriptedRunner starts no processes",
+        ))
+    }
+
+    fn invocations(&self) -> u64 {
+        self.calls.lock().map_or(0, |c| c.len() as u64)
+    }
+
+    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
+        use std::os::unix::process::ExitStatusExt;
+        let args: Vec<String> = argv[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = display_argv(&argv[1..]);
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(args);
+        }
+        let hit = self
+            .script
+            .lock()
+            .ok()
+            .and_then(|s| s.iter().find(|(n, ..)| line.contains(n.as_str())).cloned());
+        let (code, out, err) =
+            hit.map_or((0, String::new(), String::new()), |(_, c, o, e)| (c, o, e));
+        Ok(Output {
+            status: ExitStatus::from_raw(code << 8),
+            stdout: out.into_bytes(),
+            stderr: err,
+        })
     }
 }
