@@ -55,6 +55,28 @@ enum Command {
     /// One `zfs` process per ROOT, however many datasets and snapshots lie
     /// below it. Without ROOTs, lists every pool.
     List(ListArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check policy files and report every problem.
+    ///
+    /// Each problem is printed as `file:line:col: error: ...` with the source
+    /// line and a caret. Exits 0 when the files are valid (warnings are
+    /// printed but do not fail), 2 when any has an error.
+    ///
+    /// Without FILEs, checks /etc/zfsrepl/*.toml.
+    Check {
+        /// Policy files, read together as one policy.
+        #[arg(value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        /// Print the validated policy (or the problems) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,8 +309,61 @@ fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<DatasetName>>
         .collect()
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The policy files to read: those given, or `/etc/zfsrepl/*.toml`.
+fn policy_files(given: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given);
+    }
+    let dir = std::path::Path::new("/etc/zfsrepl");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("no policy files given and cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!("no policy files given and none in {}", dir.display());
+    }
+    Ok(files)
+}
+
+fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> {
+    let files = policy_files(files)?;
+    match zfsrepl_core::policy::load_with_warnings(&files) {
+        Ok((policy, warnings)) => {
+            if !warnings.0.is_empty() {
+                eprintln!("{warnings}\n");
+            }
+            if json {
+                serde_json::to_writer_pretty(std::io::stdout().lock(), &policy)?;
+                println!();
+            } else {
+                for f in &policy.sources {
+                    println!("{}: ok", f.display());
+                }
+                println!(
+                    "{} dataset entries, {} warning(s)",
+                    policy.datasets.len(),
+                    warnings.0.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            if json {
+                serde_json::to_writer_pretty(std::io::stdout().lock(), &diags)?;
+                println!();
+            }
+            eprintln!("{diags}\n");
+            eprintln!("zfsrepl: {} error(s) in policy", diags.error_count());
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Policy(PolicyCommand::Check { files, json }) => return policy_check(files, json),
         Command::Zfs(ZfsCommand::Caps { host, ssh, json }) => {
             let r = runner(host.as_deref(), &ssh)?;
             let label = r.host().to_string();
@@ -324,7 +399,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -352,7 +427,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()

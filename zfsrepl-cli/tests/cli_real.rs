@@ -96,3 +96,33 @@ fn list_json_and_table_with_hostile_names() {
         .code(1)
         .stderr(predicate::str::contains("does not exist"));
 }
+
+#[test]
+fn policy_check_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\n[dataset.\"tank/a\"]\nhourli = 3\nrecursive = \"yes\"\n",
+    )
+    .unwrap();
+    zfsrepl()
+        .args(["policy", "check"])
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "bad.toml:3:1: error: unknown key `hourli`",
+        ))
+        .stderr(predicate::str::contains("did you mean `hourly`?"))
+        .stderr(predicate::str::contains(
+            "bad.toml:4:13: error: `recursive` must be",
+        ))
+        .stderr(predicate::str::contains("2 error(s) in policy"));
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/off2.toml");
+    zfsrepl()
+        .args(["policy", "check", shipped])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("off2.toml: ok"));
+}

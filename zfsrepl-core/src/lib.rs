@@ -22,6 +22,7 @@
 //! ```
 
 pub mod name;
+pub mod policy;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
