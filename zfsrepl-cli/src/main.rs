@@ -77,6 +77,26 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a sanoid.conf into an equivalent zfsrepl policy.
+    ///
+    /// Snapshots keep sanoid's `autosnap_` names, so the existing chain
+    /// continues without a gap and sanoid's snapshots are pruned on
+    /// schedule. A policy can also use a sanoid.conf directly with
+    /// `sanoid-conf = "/etc/sanoid/sanoid.conf"`.
+    ///
+    /// Example: zfsrepl policy import-sanoid /etc/sanoid/sanoid.conf -o /etc/zfsrepl/policy.toml
+    ImportSanoid {
+        /// The sanoid.conf to read.
+        #[arg(value_name = "SANOID_CONF")]
+        file: std::path::PathBuf,
+        /// The time zone sanoid ran in (Debian's timer runs it with TZ=UTC).
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Write the policy here instead of standard output (never
+        /// overwrites an existing file).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -361,9 +381,56 @@ fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
     }
 }
 
+fn import_sanoid(
+    file: &std::path::Path,
+    timezone: &str,
+    output: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    use zfsrepl_core::policy::{Source, parse_str, sanoid};
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (toml, warnings) = match sanoid::import(&Source::new(file, text), timezone) {
+        Ok(x) => x,
+        Err(d) => {
+            eprintln!("{d}\n");
+            eprintln!(
+                "zfsrepl: {} error(s) in {}",
+                d.error_count(),
+                file.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !warnings.0.is_empty() {
+        eprintln!("{warnings}\n");
+    }
+    // The result must be a valid policy; anything else is our bug.
+    if let Err(d) = parse_str("imported.toml", &toml) {
+        anyhow::bail!("the imported policy does not validate (a zfsrepl bug):\n{d}");
+    }
+    match output {
+        Some(out) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(out)
+                .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+            f.write_all(toml.as_bytes())?;
+            eprintln!("wrote {}", out.display());
+        }
+        None => print!("{toml}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Policy(PolicyCommand::Check { files, json }) => return policy_check(files, json),
+        Command::Policy(PolicyCommand::ImportSanoid {
+            file,
+            timezone,
+            output,
+        }) => return import_sanoid(&file, &timezone, output.as_deref()),
         Command::Zfs(ZfsCommand::Caps { host, ssh, json }) => {
             let r = runner(host.as_deref(), &ssh)?;
             let label = r.host().to_string();

@@ -126,3 +126,33 @@ fn policy_check_reports_every_problem_and_exits_2() {
         .success()
         .stdout(predicate::str::contains("off2.toml: ok"));
 }
+
+#[test]
+fn import_sanoid_writes_a_valid_policy_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sanoid.conf");
+    std::fs::write(&conf, "[template_production]\nhourly = 36\ndaily = 30\nmonthly = 3\n\n[tank/off data]\nuse_template = production\nrecursive = zfs\n").unwrap();
+    let out = dir.path().join("policy.toml");
+    zfsrepl()
+        .args(["policy", "import-sanoid"])
+        .arg(&conf)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("[dataset.\"tank/off data\"]"), "{text}");
+    zfsrepl()
+        .args(["policy", "check"])
+        .arg(&out)
+        .assert()
+        .success();
+    zfsrepl()
+        .args(["policy", "import-sanoid"])
+        .arg(&conf)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("must not exist yet"));
+}

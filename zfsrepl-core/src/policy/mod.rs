@@ -33,6 +33,7 @@
 
 pub mod diagnostic;
 mod reader;
+pub mod sanoid;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -162,7 +163,7 @@ pub fn parse_str(path: impl AsRef<Path>, text: &str) -> Result<Policy, Diagnosti
     validate(&[Source::new(path.as_ref(), text)]).map(|(p, _)| p)
 }
 
-const TOP_KEYS: &[&str] = &["version", "timezone", "template", "dataset"];
+const TOP_KEYS: &[&str] = &["version", "timezone", "sanoid-conf", "template", "dataset"];
 const DATASET_KEYS: &[&str] = &[
     "use-template",
     "recursive",
@@ -215,6 +216,8 @@ struct RawEntry {
 /// # Errors
 /// Every problem found, as [`Diagnostics`].
 pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics> {
+    let expanded = expand_sanoid(sources)?;
+    let sources = &expanded[..];
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut timezone: Option<String> = None;
     // Templates are global across files: name -> (file, span, partial, uses).
@@ -265,6 +268,10 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
             } else {
                 timezone = Some(tz.to_owned());
             }
+        }
+        // Read by expand_sanoid; only its type is checked here.
+        if let Some(v) = top.get("sanoid-conf") {
+            let _ = cx.string(v, "sanoid-conf");
         }
         if let Some(v) = top.get("template") {
             if let Some(t) = v.get_ref().as_table() {
@@ -483,6 +490,53 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
         },
         Diagnostics(warnings),
     ))
+}
+
+/// Adds, after each source with `sanoid-conf = "PATH"`, the policy imported
+/// from that sanoid.conf (read at every load, so edits to it take effect).
+fn expand_sanoid(sources: &[Source]) -> Result<Vec<Source>, Diagnostics> {
+    let mut out = Vec::new();
+    let mut diags = Vec::new();
+    for src in sources {
+        out.push(src.clone());
+        let Ok(doc) = DeTable::parse(src.text()) else {
+            continue;
+        };
+        let doc = doc.into_inner();
+        let Some(v) = doc.get("sanoid-conf") else {
+            continue;
+        };
+        let Some(path) = v.get_ref().as_str() else {
+            continue;
+        };
+        let tz = doc
+            .get("timezone")
+            .and_then(|t| t.get_ref().as_str())
+            .unwrap_or("UTC");
+        let path = src
+            .path()
+            .parent()
+            .map_or_else(|| PathBuf::from(path), |dir| dir.join(path));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(src.error(v.span(), format!("cannot read {}: {e}", path.display())));
+                continue;
+            }
+        };
+        match sanoid::import(&Source::new(&path, text), tz) {
+            Ok((toml, _)) => {
+                // The imported text has its own version line; it is not the
+                // first source, so its timezone must agree (it does: `tz`).
+                out.push(Source::new(path.with_extension("conf (imported)"), toml));
+            }
+            Err(d) => diags.extend(d.0),
+        }
+    }
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(Diagnostics(diags));
+    }
+    Ok(out)
 }
 
 fn read_entry(

@@ -235,3 +235,28 @@ fn two_files_share_templates_but_not_datasets() {
     let (p, _) = validate(&[a, b]).unwrap();
     assert_eq!(p.datasets[1].settings.counts.hourly, 7);
 }
+
+#[test]
+fn a_policy_can_point_at_a_sanoid_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sanoid.conf"),
+        "[template_production]\nhourly = 36\ndaily = 30\n[tank/data]\nuse_template = production\nrecursive = yes\n",
+    )
+    .unwrap();
+    let main = dir.path().join("zfsrepl.toml");
+    std::fs::write(&main, "version = 1\ntimezone = \"UTC\"\nsanoid-conf = \"sanoid.conf\"\n[dataset.\"tank/other\"]\nhourly = 2\n").unwrap();
+    let p = load(std::slice::from_ref(&main)).unwrap();
+    let names: Vec<&str> = p.datasets.iter().map(|d| d.dataset.as_str()).collect();
+    assert_eq!(names, ["tank/data", "tank/other"]);
+    assert_eq!(p.datasets[0].settings.counts.hourly, 36);
+    assert_eq!(p.datasets[0].settings.naming, Naming::Sanoid);
+    // A problem in the sanoid.conf points into the sanoid.conf.
+    std::fs::write(
+        dir.path().join("sanoid.conf"),
+        "[tank/data]\nautosnap = maybe\n",
+    )
+    .unwrap();
+    let e = load(&[main]).unwrap_err().to_string();
+    assert!(e.contains("sanoid.conf:2:1: error: `autosnap`"), "{e}");
+}
