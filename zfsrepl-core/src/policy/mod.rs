@@ -164,40 +164,8 @@ pub fn parse_str(path: impl AsRef<Path>, text: &str) -> Result<Policy, Diagnosti
 }
 
 const TOP_KEYS: &[&str] = &["version", "timezone", "sanoid-conf", "template", "dataset"];
-const DATASET_KEYS: &[&str] = &[
-    "use-template",
-    "recursive",
-    "exclude",
-    "children-only",
-    "frequently",
-    "hourly",
-    "daily",
-    "weekly",
-    "monthly",
-    "yearly",
-    "frequent-period",
-    "hourly-min",
-    "daily-hour",
-    "daily-min",
-    "weekly-wday",
-    "weekly-hour",
-    "weekly-min",
-    "monthly-mday",
-    "monthly-hour",
-    "monthly-min",
-    "yearly-mon",
-    "yearly-mday",
-    "yearly-hour",
-    "yearly-min",
-    "autosnap",
-    "autoprune",
-    "naming",
-    "prefix",
-    "prune-defer",
-    "retention",
-    "hooks",
-    "monitor",
-];
+/// Keys only a dataset entry takes (it takes every template key too).
+const DATASET_ONLY_KEYS: &[&str] = &["recursive", "exclude", "children-only"];
 
 struct RawEntry {
     dataset: DatasetName,
@@ -546,7 +514,12 @@ fn read_entry(
     span: Range<usize>,
     t: &DeTable<'_>,
 ) -> Option<RawEntry> {
-    let mut f = Fields::new(t, DATASET_KEYS, format!("dataset `{dataset}`"));
+    let mut f = Fields::with_extra(
+        t,
+        settings::TEMPLATE_KEYS,
+        DATASET_ONLY_KEYS,
+        format!("dataset `{dataset}`"),
+    );
     let templates = f
         .get("use-template")
         .and_then(|u| cx.strings(u, "use-template"))

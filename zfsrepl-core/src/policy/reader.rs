@@ -216,7 +216,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// The keys of one table, read one by one; whatever is left is unknown.
 pub(crate) struct Fields<'a, 'i> {
     table: &'a DeTable<'i>,
-    known: &'static [&'static str],
+    known: Vec<&'static str>,
     used: Vec<&'a str>,
     what: String,
 }
@@ -227,9 +227,19 @@ impl<'a, 'i> Fields<'a, 'i> {
         known: &'static [&'static str],
         what: impl Into<String>,
     ) -> Self {
+        Self::with_extra(table, known, &[], what)
+    }
+
+    /// Like [`Fields::new`], with more known keys.
+    pub(crate) fn with_extra(
+        table: &'a DeTable<'i>,
+        known: &'static [&'static str],
+        extra: &'static [&'static str],
+        what: impl Into<String>,
+    ) -> Self {
         Self {
             table,
-            known,
+            known: known.iter().chain(extra).copied().collect(),
             used: Vec::new(),
             what: what.into(),
         }
@@ -255,7 +265,7 @@ impl<'a, 'i> Fields<'a, 'i> {
             if self.used.contains(&name) {
                 continue;
             }
-            let help = suggest(name, self.known)
+            let help = suggest(name, &self.known)
                 .map(|s| format!("did you mean `{s}`?"))
                 .or_else(|| {
                     (!self.known.is_empty())

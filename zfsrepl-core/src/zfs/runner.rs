@@ -322,50 +322,27 @@ pub trait Runner: Send + Sync {
     }
 }
 
-impl<R: Runner + ?Sized> Runner for &R {
-    fn host(&self) -> &Host {
-        (**self).host()
-    }
-    fn spawn(&self, argv: &[OsString], io: ChildIo) -> io::Result<Child> {
-        (**self).spawn(argv, io)
-    }
-    fn invocations(&self) -> u64 {
-        (**self).invocations()
-    }
-    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
-        (**self).run(argv)
-    }
+/// Runners behind references and smart pointers are runners too.
+macro_rules! forward_runner {
+    ($($t:ty),*) => {$(
+        impl<R: Runner + ?Sized> Runner for $t {
+            fn host(&self) -> &Host {
+                (**self).host()
+            }
+            fn spawn(&self, argv: &[OsString], io: ChildIo) -> io::Result<Child> {
+                (**self).spawn(argv, io)
+            }
+            fn invocations(&self) -> u64 {
+                (**self).invocations()
+            }
+            fn run(&self, argv: &[OsString]) -> io::Result<Output> {
+                (**self).run(argv)
+            }
+        }
+    )*};
 }
 
-impl<R: Runner + ?Sized> Runner for Box<R> {
-    fn host(&self) -> &Host {
-        (**self).host()
-    }
-    fn spawn(&self, argv: &[OsString], io: ChildIo) -> io::Result<Child> {
-        (**self).spawn(argv, io)
-    }
-    fn invocations(&self) -> u64 {
-        (**self).invocations()
-    }
-    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
-        (**self).run(argv)
-    }
-}
-
-impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
-    fn host(&self) -> &Host {
-        (**self).host()
-    }
-    fn spawn(&self, argv: &[OsString], io: ChildIo) -> io::Result<Child> {
-        (**self).spawn(argv, io)
-    }
-    fn invocations(&self) -> u64 {
-        (**self).invocations()
-    }
-    fn run(&self, argv: &[OsString]) -> io::Result<Output> {
-        (**self).run(argv)
-    }
-}
+forward_runner!(&R, Box<R>, std::sync::Arc<R>);
 
 /// Drains a reader into a buffer that keeps only the last `cap` bytes.
 fn drain_tail(mut r: impl Read, cap: usize) -> Vec<u8> {
