@@ -21,6 +21,7 @@
 //! # Ok::<(), zfsrepl_core::NameError>(())
 //! ```
 
+pub mod hooks;
 pub mod name;
 pub mod policy;
 pub mod zfs;

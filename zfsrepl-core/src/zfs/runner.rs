@@ -345,7 +345,7 @@ macro_rules! forward_runner {
 forward_runner!(&R, Box<R>, std::sync::Arc<R>);
 
 /// Drains a reader into a buffer that keeps only the last `cap` bytes.
-fn drain_tail(mut r: impl Read, cap: usize) -> Vec<u8> {
+pub(crate) fn drain_tail(mut r: impl Read, cap: usize) -> Vec<u8> {
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
