@@ -1,46 +1,5 @@
-//! Preferred times per period and sanoid 2.1's due-time rules, with the
-//! clock injected.
-//!
-//! sanoid decides whether a snapshot type is due by computing
-//! `lastpreferred`, the most recent preferred time at or before now, and
-//! taking a snapshot iff none of that type exists or the newest one is
-//! strictly older. [`last_preferred`] reproduces its rules; where sanoid's
-//! seconds arithmetic around DST transitions drifts from the wall clock it
-//! is trying to follow ("with DST corrections"), we follow the wall clock:
-//!
-//! - `frequently` and `hourly`: the preferred instants are those at which the
-//!   local clock shows a preferred minute (`:00, :15, ...` or `:hourly_min`)
-//!   and second 0. A repeated hour at the end of DST therefore has its own
-//!   hourly slot (two real hours, two hourlies, as sanoid's `+ $dstOffset`
-//!   correction intends), and a skipped hour at the start of DST has none
-//!   (no instant shows it). sanoid's arithmetic with `hourly_min > 0` on the
-//!   day DST ends yields a preferred time in the future for the rest of the
-//!   day, and so a snapshot on every run: we do not reproduce that.
-//! - `daily`, `weekly` and `yearly`: the preferred local date and time of
-//!   today (this week, this year), or of the previous day (week, year) when
-//!   that is in the future. A local time that does not exist (inside the
-//!   hour skipped when DST starts) is taken as the instant the same length
-//!   of time after the gap starts (jiff's "compatible" rule: 02:30 becomes
-//!   03:30); a local time that occurs twice is its first occurrence, so
-//!   a day never gets two dailies. sanoid computes "yesterday" and "last
-//!   week" as 86400 s and 7 * 86400 s before, which is off by the DST shift
-//!   for a week after a transition.
-//! - `monthly`: day `monthly_mday` of the CURRENT month, minus 31 * 86400 s
-//!   when in the future: sanoid's quirk, reproduced (on 10 March with
-//!   `monthly_mday = 15` the preferred time is 12 February). Two
-//!   differences: a day past the month's end is clamped to its last day
-//!   (sanoid's `timelocal` dies on 31 April and aborts the whole run), and
-//!   when one subtraction is not enough (the first hour of a month after a
-//!   DST fall-back with `monthly_mday = 31 monthly_hour = 23`), we subtract
-//!   again instead of returning a time in the future. Because of the quirk
-//!   the monthly preferred time can move backwards as time goes on (from
-//!   30 April to 1 May with `monthly_mday = 15` it goes from 15 April to
-//!   14 April); that only makes a snapshot less due, never more.
-//! - `yearly`: sanoid subtracts 31 * 365.25 days (a DEFECT: 31 years) when
-//!   this year's date is in the future, so no yearly is taken until the
-//!   preferred date of the current year. We use the same date of the
-//!   previous calendar year; 29 February is clamped to the 28th in common
-//!   years (sanoid's `timelocal` dies there).
+//! Preferred times per period and sanoid 2.1's due-time rules (see the
+//! parent module for the rules and where we differ from sanoid).
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
@@ -223,7 +182,7 @@ fn clamped_date(year: i16, month: u8, mday: u8) -> Result<Date, jiff::Error> {
 /// `prefs.time_zone` (only the instant of `now` matters, not its zone).
 ///
 /// The rules are sanoid 2.1's, with the differences listed in the
-/// [module documentation](self): slices of `frequently` restart at `:00`
+/// [`snapshot` module documentation](super): slices of `frequently` restart at `:00`
 /// every hour (a period of 45 gives `:00` and `:45`; 7 gives `:00, :07, ...,
 /// :56`); `hourly` is this hour at `hourly_min`, else the previous hour's;
 /// `daily` is today at `daily_hour:daily_min`, else yesterday's; `weekly`
