@@ -12,6 +12,8 @@
 //!   quoted once), adapting to the [`Capabilities`] it probes; and, with the
 //!   `test-util` feature, by the in-memory model of modern OpenZFS in
 //!   `model`, for features zfs-fuse lacks.
+//! - [`snapshot`]: periods and sanoid's due-time rules, with the clock
+//!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -24,6 +26,7 @@
 pub mod hooks;
 pub mod name;
 pub mod policy;
+pub mod snapshot;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
