@@ -82,6 +82,7 @@ mod due;
 mod naming;
 mod period;
 mod plan;
+pub mod take;
 
 #[cfg(test)]
 mod tests;
