@@ -12,6 +12,9 @@
 //!   quoted once), adapting to the [`Capabilities`] it probes; and, with the
 //!   `test-util` feature, by the in-memory model of modern OpenZFS in
 //!   `model`, for features zfs-fuse lacks.
+//! - [`replication`]: the pure replication planner: the guid-matched common
+//!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
+//!   serializable plan.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -22,6 +25,7 @@
 //! ```
 
 pub mod name;
+pub mod replication;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
