@@ -12,8 +12,11 @@
 //!   quoted once), adapting to the [`Capabilities`] it probes; and, with the
 //!   `test-util` feature, by the in-memory model of modern OpenZFS in
 //!   `model`, for features zfs-fuse lacks.
-//! - [`snapshot`]: periods and sanoid's due-time rules, with the clock
+//!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
 //!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
+//!   serializable plan.
+//! - [`replication`]: the pure replication planner: the guid-matched common
+//! - [`snapshot`]: periods and sanoid's due-time rules, with the clock
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -26,6 +29,7 @@
 pub mod hooks;
 pub mod name;
 pub mod policy;
+pub mod replication;
 pub mod snapshot;
 pub mod zfs;
 
