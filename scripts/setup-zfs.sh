@@ -40,6 +40,9 @@ fi
 
 if ! pgrep -x zfs-fuse >/dev/null 2>&1; then
   [ -e /dev/fuse ] || { mknod -m 0666 /dev/fuse c 10 229 2>/dev/null || true; }
+  # A daemon that died (or was killed) leaves its pid file and socket
+  # behind, and a new one then refuses to start: clear them.
+  rm -f /var/run/zfs/zfs-fuse.pid /var/run/zfs/zfs_socket
   say "starting zfs-fuse"
   # zfs-fuse daemonizes itself; its pid file lives in /var/run/zfs.
   mkdir -p /var/run/zfs /var/lock/zfs

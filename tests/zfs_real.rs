@@ -358,8 +358,8 @@ fn pipe<S: SendStream, R: RecvSink>(
 
 #[test]
 fn send_receive_full_and_incremental_keep_guids() {
-    let src = TestPool::new();
-    let dst = TestPool::new();
+    let src = TestPool::mounted();
+    let dst = TestPool::mounted();
     src.apply("+ \"data set\"");
     src.write("data set", "f1", 300_000);
     src.apply("+ \"data set@s 1\"");

@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
+mod snapshot_cmd;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use zfsrepl_core::zfs::{LocalRunner, Runner, SshRunner, SshTarget};
@@ -58,6 +60,21 @@ enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Take the snapshots the policy says are due now.
+    ///
+    /// For every dataset the policy governs, each period (yearly ... frequently)
+    /// with a count above 0 is due when it has no snapshot yet or its newest
+    /// is older than the period's last preferred time (sanoid's rule). All
+    /// snapshots of a run share one timestamp. Snapshots of several datasets
+    /// with the same name are taken in one atomic `zfs snapshot` per pool
+    /// where ZFS can; atomic (recursive) entries use `zfs snapshot -r`.
+    ///
+    /// Examples:
+    ///
+    ///   zfsrepl snapshot --dry-run                   what is due, and why
+    ///
+    ///   zfsrepl snapshot --policy /etc/sanoid/sanoid.conf --now 2026-11-22T05:00:00Z
+    Snapshot(snapshot_cmd::SnapshotArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,7 +347,7 @@ fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<DatasetName>>
 }
 
 /// The policy files to read: those given, or `/etc/zfsrepl/*.toml`.
-fn policy_files(given: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
+pub(crate) fn policy_files(given: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
     if !given.is_empty() {
         return Ok(given);
     }
@@ -426,6 +443,7 @@ fn import_sanoid(
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Policy(PolicyCommand::Check { files, json }) => return policy_check(files, json),
+        Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

@@ -156,3 +156,100 @@ fn import_sanoid_writes_a_valid_policy_and_never_overwrites() {
         .code(1)
         .stderr(predicate::str::contains("must not exist yet"));
 }
+
+/// Hourly runs across the end of DST in Paris (2027-10-31, 03:00 CEST ->
+/// 02:00 CET) on a real pool: one hourly per real hour, the repeated local
+/// hour named with sanoid's `dst` marker, no duplicate, nothing taken twice
+/// when a run repeats, and a dataset the policy does not name untouched.
+#[test]
+fn snapshot_runs_across_dst_end_on_a_real_pool() {
+    let pool = TestPool::new();
+    pool.apply("+ \"off products\"\n+ \"-images: x\"\n+ other");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\ntimezone = \"Europe/Paris\"\n\
+             [dataset.\"{p}/off products\"]\nnaming = \"sanoid\"\nhourly = 48\ndaily = 0\nmonthly = 0\n\
+             [dataset.\"{p}/-images: x\"]\nhourly = 48\ndaily = 2\nmonthly = 0\n",
+            p = pool.name()
+        ),
+    )
+    .unwrap();
+    let times = [
+        "2027-10-30T23:00:00Z",
+        "2027-10-31T00:00:00Z",
+        "2027-10-31T00:30:00Z",
+        "2027-10-31T01:00:00Z",
+        "2027-10-31T01:00:00Z",
+        "2027-10-31T02:00:00Z",
+        "2027-10-31T03:00:00Z",
+    ];
+    for t in times {
+        zfsrepl()
+            .args(["snapshot", "--policy"])
+            .arg(&policy)
+            .args(["--now", t])
+            .assert()
+            .success();
+    }
+    let list = |ds: &str| -> Vec<String> {
+        let out = zfsrepl()
+            .args(["list", "--json", &format!("{}/{ds}", pool.name())])
+            .assert()
+            .success();
+        let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        v[0]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s["name"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('@')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let mut off = list("off products");
+    off.sort();
+    assert_eq!(
+        off,
+        [
+            "autosnap_2027-10-31_01:00:00_hourly",
+            "autosnap_2027-10-31_02:00:00_hourly",
+            "autosnap_2027-10-31_02:00:00dst_hourly",
+            "autosnap_2027-10-31_03:00:00_hourly",
+            "autosnap_2027-10-31_04:00:00_hourly",
+        ]
+    );
+    // Our own names are in UTC: no DST marker needed, one daily per day.
+    let images = list("-images: x");
+    assert_eq!(
+        images.iter().filter(|n| n.ends_with("_hourly")).count(),
+        5,
+        "{images:?}"
+    );
+    assert_eq!(
+        images.iter().filter(|n| n.ends_with("_daily")).count(),
+        1,
+        "{images:?}"
+    );
+    assert!(images.iter().all(|n| n.starts_with("zfsrepl_")));
+    assert!(list("other").is_empty());
+    // --dry-run says why, and changes nothing.
+    zfsrepl()
+        .args(["snapshot", "--dry-run", "--policy"])
+        .arg(&policy)
+        .args(["--now", "2027-10-31T05:00:00Z"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "before this period's preferred time",
+        ));
+    assert_eq!(list("off products").len(), 5);
+}

@@ -30,6 +30,7 @@ pub struct TestPool {
     name: String,
     dir: Option<tempfile::TempDir>,
     image: PathBuf,
+    mounted: bool,
 }
 
 fn run(argv: &[&str]) -> std::process::Output {
@@ -40,22 +41,38 @@ fn run(argv: &[&str]) -> std::process::Output {
 }
 
 impl TestPool {
-    /// Creates a 256 MiB pool.
+    /// Creates a 256 MiB pool whose datasets are not mounted
+    /// (`mountpoint=none`): most tests need no files, and every FUSE mount
+    /// on zfs-fuse is one more thing that can stall under load.
     ///
     /// # Panics
     /// When ZFS is not available or the pool cannot be created: real-pool
     /// tests must fail, not skip, without ZFS.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_size(256 << 20)
+        Self::create(256 << 20, false)
     }
 
-    /// Creates a pool of `bytes` (sparse; at least 64 MiB for zfs-fuse).
+    /// Creates an unmounted pool of `bytes` (sparse; at least 64 MiB).
     ///
     /// # Panics
     /// When ZFS is not available or the pool cannot be created.
     #[must_use]
     pub fn with_size(bytes: u64) -> Self {
+        Self::create(bytes, false)
+    }
+
+    /// Creates a 256 MiB pool mounted below its private directory, for
+    /// tests that write files ([`TestPool::write`]).
+    ///
+    /// # Panics
+    /// When ZFS is not available or the pool cannot be created.
+    #[must_use]
+    pub fn mounted() -> Self {
+        Self::create(256 << 20, true)
+    }
+
+    fn create(bytes: u64, mounted: bool) -> Self {
         let name = format!(
             "zfsrepl_t_{}_{}",
             std::process::id(),
@@ -70,12 +87,17 @@ impl TestPool {
             .and_then(|f| f.set_len(bytes))
             .expect("sparse pool image");
         let mnt = dir.path().join("mnt");
+        let mountpoint = if mounted {
+            mnt.to_str().expect("utf-8 temp path")
+        } else {
+            "none"
+        };
         let out = run(&[
             "zpool",
             "create",
             "-f",
             "-m",
-            mnt.to_str().expect("utf-8 temp path"),
+            mountpoint,
             &name,
             image.to_str().expect("utf-8 temp path"),
         ]);
@@ -89,6 +111,7 @@ impl TestPool {
             name,
             dir: Some(dir),
             image,
+            mounted,
         }
     }
 
@@ -200,6 +223,7 @@ impl TestPool {
     /// # Panics
     /// When the dataset is not mounted under the pool's mountpoint.
     pub fn write(&self, path: &str, file: &str, bytes: usize) {
+        assert!(self.mounted, "TestPool::write needs TestPool::mounted()");
         let dir = self.mountpoint().join(path);
         let data: Vec<u8> = (0..bytes).map(|i| (i * 7 + bytes) as u8).collect();
         std::fs::write(dir.join(file), data)

@@ -134,7 +134,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Policy, Diagnostics> {
     load_with_warnings(paths).map(|(p, _)| p)
 }
 
-/// Like [`load`], also returning warnings.
+/// Like [`load`], also returning warnings. Files ending in `.conf` are read
+/// as sanoid.conf and imported.
 ///
 /// # Errors
 /// Every problem found, as [`Diagnostics`].
@@ -143,6 +144,17 @@ pub fn load_with_warnings(paths: &[PathBuf]) -> Result<(Policy, Diagnostics), Di
     let mut io_errors = Vec::new();
     for p in paths {
         match std::fs::read_to_string(p) {
+            // A sanoid.conf given directly: imported as if a policy said
+            // `sanoid-conf = "..."` (sanoid's local time is taken as UTC,
+            // as Debian's timer runs it; a policy file can say otherwise).
+            Ok(t) if p.extension().is_some_and(|e| e == "conf") => {
+                match sanoid::import(&Source::new(p.clone(), t), "UTC") {
+                    Ok((toml, _)) => {
+                        sources.push(Source::new(p.with_extension("conf (imported)"), toml))
+                    }
+                    Err(d) => io_errors.extend(d.0),
+                }
+            }
             Ok(t) => sources.push(Source::new(p.clone(), t)),
             Err(e) => io_errors.push(
                 Source::new(p.clone(), "").error(0..0, format!("cannot read policy file: {e}")),

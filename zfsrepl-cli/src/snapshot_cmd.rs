@@ -1,0 +1,112 @@
+//! `zfsrepl snapshot`: take the snapshots a policy says are due.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use zfsrepl_core::snapshot::take;
+use zfsrepl_core::zfs::LocalRunner;
+use zfsrepl_core::{Runner, ZfsCli};
+
+/// Options shared by the commands that read a policy and a clock.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Policy file (repeatable). A `.conf` file is read as a sanoid.conf.
+    /// Default: /etc/zfsrepl/*.toml.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Act as if it were this time (RFC 3339, e.g. 2026-11-22T05:00:00Z), to
+    /// test a policy.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<jiff::Timestamp>,
+}
+
+/// `zfsrepl snapshot` arguments.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print what would be taken, and why, without taking anything.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Print the plan or the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads the policy named by the arguments, printing its warnings.
+pub fn load_policy(args: &PolicyArgs) -> Result<zfsrepl_core::policy::Policy> {
+    let files = crate::policy_files(args.policies.clone())?;
+    match zfsrepl_core::policy::load_with_warnings(&files) {
+        Ok((p, w)) => {
+            if !w.0.is_empty() {
+                eprintln!("{w}\n");
+            }
+            Ok(p)
+        }
+        Err(d) => Err(anyhow::anyhow!(
+            "{d}\n{} error(s) in policy",
+            d.error_count()
+        )),
+    }
+}
+
+/// Runs `zfsrepl snapshot`.
+pub fn run(args: SnapshotArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    let policy = load_policy(&args.policy)?;
+    let now = args.policy.now.unwrap_or_else(jiff::Timestamp::now);
+    let zfs = ZfsCli::probe(LocalRunner::new(), zfs_bin)?;
+    let (listing, missing) = take::list_for(&zfs, &policy);
+    for e in &missing {
+        eprintln!("zfsrepl: warning: {e}");
+    }
+    let plan = take::plan(&policy, &listing, now).context("planning snapshots")?;
+    let mut out = std::io::stdout().lock();
+    if args.dry_run {
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &plan)?;
+            writeln!(out)?;
+        } else if plan.items.is_empty() {
+            writeln!(out, "nothing due at {now}")?;
+        } else {
+            for i in &plan.items {
+                let r = if i.recursive { " (recursive)" } else { "" };
+                writeln!(out, "take {}{r}: {}", i.snapshot, i.reason)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let before = zfs.runner().invocations();
+    let report = take::execute(&zfs, &policy, &plan);
+    let processes = zfs.runner().invocations() - before;
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for o in &report.outcomes {
+            match &o.result {
+                Ok(()) => writeln!(out, "took {}", o.item.snapshot)?,
+                Err(e) => writeln!(out, "FAILED {}: {e}", o.item.snapshot)?,
+            }
+        }
+        for (entry, kind, outcome) in &report.hooks {
+            if !outcome.is_ok() {
+                writeln!(out, "hook {kind:?} of {entry}: {outcome:?}")?;
+            }
+        }
+        let taken = report.outcomes.len() - report.failures();
+        writeln!(
+            out,
+            "{taken} snapshot(s) taken, {} failed, {processes} zfs process(es)",
+            report.failures()
+        )?;
+    }
+    Ok(if report.failures() > 0 || !missing.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
