@@ -22,6 +22,7 @@
 //! ```
 
 pub mod name;
+pub mod retention;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
