@@ -468,7 +468,6 @@ impl fmt::Display for UnitLength {
 }
 
 /// A span in seconds, printed as its parts (`15d1h`, `365d6h`, `90s`).
-#[allow(dead_code)] // used by the planner's reasons
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Span(pub(crate) u64);
 
