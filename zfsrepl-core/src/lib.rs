@@ -31,6 +31,7 @@ pub mod name;
 pub mod policy;
 pub mod replication;
 pub mod snapshot;
+pub mod retention;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
