@@ -12,6 +12,11 @@
 //!   quoted once), adapting to the [`Capabilities`] it probes; and, with the
 //!   `test-util` feature, by the in-memory model of modern OpenZFS in
 //!   `model`, for features zfs-fuse lacks.
+//! - [`stream`]: the data path. [`stream::Pipeline`] splices `zfs send` into
+//!   `zfs receive` without copying through user space, with progress, rate
+//!   limit and cancellation, and blames the side that failed first;
+//!   [`stream::ZstdEncoder`]/[`stream::ZstdDecoder`] compress network legs
+//!   in-process on bounded buffers.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -22,6 +27,7 @@
 //! ```
 
 pub mod name;
+pub mod stream;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
