@@ -360,7 +360,11 @@ fn wait(
         }
         fds[0].revents = 0;
         fds[1].revents = 0;
-        sys::poll(&mut fds, POLL_PERIOD.min(meter.interval)).map_err(PipelineError::Io)?;
+        // Never a zero timeout: that would spin.
+        let timeout = POLL_PERIOD
+            .min(meter.interval)
+            .max(Duration::from_millis(1));
+        sys::poll(&mut fds, timeout).map_err(PipelineError::Io)?;
         if fds[0].revents & sys::POLLNVAL != 0 {
             return Err(PipelineError::Io(io::Error::from_raw_os_error(libc::EBADF)));
         }

@@ -13,24 +13,33 @@
 //!   legs, on a bounded pipeline of threads ([`compress_copy`],
 //!   [`decompress_copy`]).
 //!
-//! ```
-//! use zfsrepl_core::stream::{CancelToken, CopyOptions, NoProgress, Pipeline};
-//! # #[cfg(feature = "test-util")] {
-//! use zfsrepl_core::stream::testkit::{MemRecv, MemSend};
+//! One local replication step, `zfs send` spliced into `zfs receive`:
 //!
-//! let recv = MemRecv::new();
-//! let got = recv.received();
-//! let outcome = Pipeline::run(
-//!     MemSend::new(b"a zfs stream".to_vec()),
-//!     recv,
-//!     &CopyOptions::default(),
-//!     &NoProgress,
-//!     &CancelToken::new(),
-//! );
-//! assert_eq!(outcome.into_result()?.bytes, 12);
-//! assert_eq!(&*got.lock().unwrap(), b"a zfs stream");
-//! # }
-//! # Ok::<(), zfsrepl_core::stream::PipelineError>(())
+//! ```no_run
+//! use zfsrepl_core::stream::{CancelToken, CopyOptions, Pipeline};
+//! use zfsrepl_core::zfs::{LocalRunner, RecvSpec, SendFlags, SendSource, SendSpec, ZfsStream};
+//! use zfsrepl_core::{DatasetName, ZfsCli};
+//!
+//! let zfs = ZfsCli::probe(LocalRunner::new(), "zfs")?;
+//! let snapshot = DatasetName::parse("tank/data")?.snapshot("zfsrepl_1")?;
+//! let send = zfs.send(&SendSpec {
+//!     source: SendSource::Full { snapshot },
+//!     flags: SendFlags::default(),
+//! })?;
+//! let recv = zfs.receive(&RecvSpec {
+//!     target: Some(DatasetName::parse("backup/data")?),
+//!     unmounted: true,
+//!     ..RecvSpec::default()
+//! })?;
+//! let progress = |bytes: u64, elapsed: std::time::Duration| {
+//!     eprintln!("{bytes} bytes in {elapsed:?}");
+//! };
+//! let cancel = CancelToken::new(); // clone it to another thread to stop the copy
+//! let outcome = Pipeline::run(send, recv, &CopyOptions::default(), &progress, &cancel);
+//! // The cause names the side that failed first; `outcome.secondary` has the rest.
+//! let stats = outcome.into_result()?;
+//! println!("{} bytes by {:?}", stats.bytes, stats.method);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod cancel;
