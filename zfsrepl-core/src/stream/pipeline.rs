@@ -94,7 +94,7 @@ impl PipelineOutcome {
 pub struct Pipeline;
 
 impl Pipeline {
-    /// Enlarges both pipes to [`CopyOptions::pipe_size`], [`copy`]s the
+    /// Enlarges both pipes to [`CopyOptions::pipe_size`], [`copy`](super::copy())s the
     /// sender's stream into the receiver, then ends both sides and reports
     /// how each ended.
     ///
