@@ -17,6 +17,11 @@
 //!   serializable plan.
 //! - [`replication`]: the pure replication planner: the guid-matched common
 //! - [`snapshot`]: periods and sanoid's due-time rules, with the clock
+//! - [`stream`]: the data path. [`stream::Pipeline`] splices `zfs send` into
+//!   `zfs receive` without copying through user space, with progress, rate
+//!   limit and cancellation, and blames the side that failed first;
+//!   [`stream::ZstdEncoder`]/[`stream::ZstdDecoder`] compress network legs
+//!   in-process on bounded buffers.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -30,8 +35,9 @@ pub mod hooks;
 pub mod name;
 pub mod policy;
 pub mod replication;
-pub mod snapshot;
 pub mod retention;
+pub mod snapshot;
+pub mod stream;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
