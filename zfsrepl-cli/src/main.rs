@@ -75,6 +75,17 @@ enum Command {
     ///
     ///   zfsrepl snapshot --policy /etc/sanoid/sanoid.conf --now 2026-11-22T05:00:00Z
     Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Destroy the snapshots the policy no longer keeps.
+    ///
+    /// Only snapshots zfsrepl owns are candidates: those with the policy's
+    /// prefix, or sanoid's `autosnap_*` when the policy continues a sanoid
+    /// chain. A snapshot is destroyed only when no rule keeps it (sanoid's
+    /// counts, the retention grid, keep-last, keep-regex); held snapshots
+    /// are never destroyed. `--dry-run` prints every snapshot with the
+    /// reasons it is kept or destroyed.
+    ///
+    /// Example: zfsrepl prune --dry-run --now 2026-12-01T00:00:00Z
+    Prune(snapshot_cmd::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -444,6 +455,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Policy(PolicyCommand::Check { files, json }) => return policy_check(files, json),
         Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
+        Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

@@ -110,3 +110,69 @@ pub fn run(args: SnapshotArgs, zfs_bin: OsString) -> Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+/// `zfsrepl prune` arguments.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print every snapshot with keep/destroy and the reasons, destroy nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Print the plan or the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `zfsrepl prune`.
+pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    use zfsrepl_core::retention::prune as p;
+    let policy = load_policy(&args.policy)?;
+    let now = args.policy.now.unwrap_or_else(jiff::Timestamp::now);
+    let zfs = ZfsCli::probe(LocalRunner::new(), zfs_bin)?;
+    let (listing, missing) = take::list_for(&zfs, &policy);
+    for e in &missing {
+        eprintln!("zfsrepl: warning: {e}");
+    }
+    let plans =
+        p::plan_policy(&policy, &listing, &[], now.as_second()).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    if args.dry_run {
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &plans)?;
+            writeln!(out)?;
+        } else {
+            for d in &plans {
+                writeln!(out, "{} (policy entry {}):\n{}", d.dataset, d.entry, d.plan)?;
+            }
+            let n: usize = plans.iter().map(|d| d.plan.destroy_count()).sum();
+            writeln!(out, "would destroy {n} snapshot(s)")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let before = zfs.runner().invocations();
+    let report = p::execute(&zfs, &policy, &plans);
+    let processes = zfs.runner().invocations() - before;
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for s in &report.destroyed {
+            writeln!(out, "destroyed {s}")?;
+        }
+        for (s, e) in &report.failed {
+            writeln!(out, "FAILED {s}: {e}")?;
+        }
+        writeln!(
+            out,
+            "{} destroyed, {} failed, {processes} zfs process(es)",
+            report.destroyed.len(),
+            report.failed.len()
+        )?;
+    }
+    Ok(if report.failed.is_empty() && missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -251,3 +251,78 @@ fn snapshot_runs_across_dst_end_on_a_real_pool() {
         ));
     assert_eq!(list("off products").len(), 5);
 }
+
+/// Take then prune on a real pool with `--now` days ahead: the counts hold,
+/// `--dry-run` explains, and snapshots zfsrepl does not own survive.
+#[test]
+fn prune_keeps_what_the_policy_says_and_never_foreign_snapshots() {
+    let pool = TestPool::new();
+    pool.apply(
+        "+ \"db: main\"\n+ \"db: main@before-upgrade\"\n+ \"db: main@zfs-auto-snap_hourly-2026\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sanoid.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[{}/db: main]\nhourly = 2\ndaily = 0\nmonthly = 0\nautosnap = yes\nautoprune = yes\n",
+            pool.name()
+        ),
+    )
+    .unwrap();
+    for h in 1..=5 {
+        let t = format!("2027-02-01T{h:02}:00:00Z");
+        zfsrepl()
+            .args(["snapshot", "--policy"])
+            .arg(&conf)
+            .args(["--now", &t])
+            .assert()
+            .success();
+    }
+    // Creation times are real (earlier than --now): five hourlies exist, all
+    // "older than 2 hours" at the pruning time; sanoid keeps the newest 2.
+    zfsrepl()
+        .args(["prune", "--dry-run", "--policy"])
+        .arg(&conf)
+        .args(["--now", "2027-02-01T06:00:00Z"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("would destroy 3 snapshot(s)"))
+        .stdout(predicate::str::contains("before-upgrade"));
+    zfsrepl()
+        .args(["prune", "--policy"])
+        .arg(&conf)
+        .args(["--now", "2027-02-01T06:00:00Z"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 destroyed, 0 failed"));
+    let out = zfsrepl()
+        .args(["list", "--json", &format!("{}/db: main", pool.name())])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let mut names: Vec<&str> = v[0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().rsplit('@').next().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "autosnap_2027-02-01_04:00:00_hourly",
+            "autosnap_2027-02-01_05:00:00_hourly",
+            "before-upgrade",
+            "zfs-auto-snap_hourly-2026",
+        ]
+    );
+    // Again: nothing more to destroy.
+    zfsrepl()
+        .args(["prune", "--policy"])
+        .arg(&conf)
+        .args(["--now", "2027-02-01T06:00:00Z"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 destroyed"));
+}

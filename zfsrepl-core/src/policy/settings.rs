@@ -654,43 +654,9 @@ impl Settings {
     }
 }
 
-/// Syntax check of a retention grid (`1x1h(keep=all) | 24x1h | 14x1d`).
+/// Checks a retention grid with the planner's own parser.
 fn check_grid(s: &str) -> Result<(), String> {
-    for part in s.split('|') {
-        let part = part.trim();
-        let (body, keep) = match part.split_once('(') {
-            Some((b, k)) => (
-                b,
-                Some(
-                    k.strip_suffix(')')
-                        .ok_or_else(|| format!("{part:?}: missing ')'"))?,
-                ),
-            ),
-            None => (part, None),
-        };
-        let (n, dur) = body
-            .split_once('x')
-            .ok_or_else(|| format!("{part:?}: expected COUNTxDURATION"))?;
-        let n: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("{part:?}: count {n:?} is not a number"))?;
-        if n == 0 {
-            return Err(format!("{part:?}: count must be at least 1"));
-        }
-        let d = super::reader::parse_duration(dur.trim()).map_err(|e| format!("{part:?}: {e}"))?;
-        if d.is_zero() {
-            return Err(format!("{part:?}: duration must be more than 0"));
-        }
-        if let Some(k) = keep {
-            let v = k
-                .trim()
-                .strip_prefix("keep=")
-                .ok_or_else(|| format!("{part:?}: expected (keep=N) or (keep=all)"))?;
-            if v != "all" && v.parse::<u32>().map_or(true, |n| n == 0) {
-                return Err(format!("{part:?}: keep must be a positive number or all"));
-            }
-        }
-    }
-    Ok(())
+    crate::retention::RetentionGrid::parse(s)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

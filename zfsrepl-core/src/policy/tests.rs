@@ -163,7 +163,7 @@ keep-regex = "(["
         "error: excluded `other/x` is not below `rpool/c`",
         "error: `pre-snapshot` must be an argv array, not a command line",
         "error: `timeout` = \"5 minutes\": unknown unit ' '",
-        "error: invalid retention grid: \"0x1d\": count must be at least 1",
+        "error: invalid retention grid: retention grid interval 2 of 2 (`0x1d`): repeat count must be at least 1",
         "error: invalid regular expression",
     ];
     let all = e.join("\n\n");

@@ -45,6 +45,7 @@
 
 pub mod grid;
 mod plan;
+pub mod prune;
 mod rules;
 pub mod sanoid;
 

@@ -1,0 +1,220 @@
+//! Pruning for a policy: each dataset's keep rules from its settings, the
+//! pure planner per dataset, then one destroy batch and the pruning hooks.
+
+use serde::Serialize;
+
+use super::{KeepRule, Ownership, PrunePlan, RetentionGrid, SanoidCounts, SnapshotInfo, plan};
+use crate::hooks::{self, HookContext, HookKind, HookOutcome};
+use crate::name::{DatasetName, Guid, SnapshotName};
+use crate::policy::{Naming, Policy, Settings};
+use crate::zfs::{Dataset, ZfsWrite};
+
+/// The keep rules and ownership a dataset entry's settings describe.
+///
+/// # Errors
+/// A message when the grid or a regex does not parse (the policy loader
+/// normally catches it first).
+pub fn rules_of(s: &Settings) -> Result<(Vec<KeepRule>, Ownership), String> {
+    let c = &s.counts;
+    let mut rules = vec![KeepRule::SanoidCounts(SanoidCounts {
+        frequently: c.frequently,
+        frequent_period_min: s.preferred.frequent_period,
+        hourly: c.hourly,
+        daily: c.daily,
+        weekly: c.weekly,
+        monthly: c.monthly,
+        yearly: c.yearly,
+    })];
+    if let Some(g) = &s.retention.grid {
+        rules.push(KeepRule::Grid(
+            RetentionGrid::parse(g).map_err(|e| e.to_string())?,
+        ));
+    }
+    if let Some(n) = s.retention.keep_last {
+        rules.push(KeepRule::LastN { n, regex: None });
+    }
+    for r in &s.retention.keep_regex {
+        let re = super::Regex::new(r).map_err(|e| e.to_string())?;
+        rules.push(KeepRule::Regex { re, negate: false });
+    }
+    let ownership = match &s.naming {
+        Naming::Sanoid => Ownership::new(crate::snapshot::DEFAULT_PREFIX).with_sanoid_chain(true),
+        Naming::Zfsrepl { prefix } => Ownership::new(prefix.clone()),
+    };
+    Ok((rules, ownership))
+}
+
+/// One dataset's prune plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetPrune {
+    /// The dataset.
+    pub dataset: DatasetName,
+    /// The policy entry governing it.
+    pub entry: DatasetName,
+    /// Keep/destroy with reasons for every snapshot.
+    pub plan: PrunePlan,
+}
+
+/// Plans pruning for every dataset in `listing` that the policy governs
+/// with `autoprune`. Pure. `protected` holds guids replication still needs.
+///
+/// # Errors
+/// A message naming the entry whose rules do not parse.
+pub fn plan_policy(
+    policy: &Policy,
+    listing: &[Dataset],
+    protected: &[Guid],
+    now: i64,
+) -> Result<Vec<DatasetPrune>, String> {
+    let mut out = Vec::new();
+    for ds in listing {
+        let Some(entry) = policy.entry_for(&ds.name) else {
+            continue;
+        };
+        if !entry.settings.autoprune || (entry.dataset == ds.name && entry.children_only) {
+            continue;
+        }
+        let (rules, ownership) =
+            rules_of(&entry.settings).map_err(|e| format!("{}: {e}", entry.dataset))?;
+        let snaps: Vec<SnapshotInfo> = ds
+            .versions
+            .iter()
+            .filter_map(SnapshotInfo::from_version)
+            .collect();
+        out.push(DatasetPrune {
+            dataset: ds.name.clone(),
+            entry: entry.dataset.clone(),
+            plan: plan(&snaps, &rules, &ownership, protected, now),
+        });
+    }
+    Ok(out)
+}
+
+/// What pruning did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// Destroyed snapshots.
+    pub destroyed: Vec<SnapshotName>,
+    /// Snapshots that could not be destroyed, with why.
+    pub failed: Vec<(SnapshotName, String)>,
+    /// Pruning hooks run: (entry, outcome).
+    pub hooks: Vec<(DatasetName, HookOutcome)>,
+}
+
+/// Destroys what the plans say, in one batch (comma-batched per dataset
+/// where ZFS can), then runs each entry's pruning hook once.
+pub fn execute<Z: ZfsWrite + ?Sized>(
+    zfs: &Z,
+    policy: &Policy,
+    plans: &[DatasetPrune],
+) -> PruneReport {
+    let doomed: Vec<SnapshotName> = plans
+        .iter()
+        .flat_map(|p| p.plan.destroy().cloned())
+        .collect();
+    let mut report = PruneReport {
+        destroyed: Vec::new(),
+        failed: Vec::new(),
+        hooks: Vec::new(),
+    };
+    for (snap, r) in zfs.destroy_snapshots(&doomed) {
+        match r {
+            Ok(()) => report.destroyed.push(snap),
+            Err(e) => report.failed.push((snap, e.to_string())),
+        }
+    }
+    let mut entries: Vec<&DatasetName> = plans.iter().map(|p| &p.entry).collect();
+    entries.sort();
+    entries.dedup();
+    for entry in entries {
+        let Some(d) = policy.datasets.iter().find(|d| &d.dataset == entry) else {
+            continue;
+        };
+        let Some(argv) = &d.settings.hooks.pruning else {
+            continue;
+        };
+        let snapshots: Vec<SnapshotName> = report
+            .destroyed
+            .iter()
+            .filter(|s| {
+                plans
+                    .iter()
+                    .any(|p| &p.entry == entry && p.dataset.as_str() == s.dataset_str())
+            })
+            .cloned()
+            .collect();
+        if snapshots.is_empty() {
+            continue;
+        }
+        let mut targets: Vec<String> = snapshots
+            .iter()
+            .map(|s| s.dataset_str().to_owned())
+            .collect();
+        targets.dedup();
+        let cx = HookContext {
+            targets,
+            snapshots,
+            periods: Vec::new(),
+            pre_failed: false,
+        };
+        let out = hooks::run(argv, HookKind::Pruning, &cx, d.settings.hooks.timeout);
+        report.hooks.push((entry.clone(), out));
+    }
+    report
+}
+
+#[cfg(all(test, feature = "test-util"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::FakeZfs;
+    use crate::policy::parse_str;
+    use crate::snapshot::take;
+    use crate::zfs::ZfsRead as _;
+
+    /// Hourly runs of take + prune for three days with hourly=4 daily=2:
+    /// sanoid's steady state (N+1 of each), and a foreign snapshot survives.
+    #[test]
+    fn take_and_prune_reach_sanoids_steady_state() {
+        let policy = parse_str(
+            "p.toml",
+            "version = 1\ntimezone = \"UTC\"\n[dataset.\"tank/a b\"]\nnaming = \"sanoid\"\nhourly = 4\ndaily = 2\nmonthly = 0\n",
+        )
+        .unwrap();
+        let zfs = FakeZfs::from_fixture("+ tank\n+ \"tank/a b\"\n+ \"tank/a b@manual keep\"\n");
+        let start: i64 = 1_798_761_600; // 2027-01-01T00:00:00Z
+        for h in 0..=72 {
+            let now = start + h * 3600;
+            zfs.set_time(now);
+            let (listing, _) = take::list_for(&zfs, &policy);
+            let plans = plan_policy(&policy, &listing, &[], now).unwrap();
+            let r = execute(&zfs, &policy, &plans);
+            assert!(r.failed.is_empty(), "{r:?}");
+            let (listing, _) = take::list_for(&zfs, &policy);
+            let p = take::plan(
+                &policy,
+                &listing,
+                jiff::Timestamp::from_second(now).unwrap(),
+            )
+            .unwrap();
+            take::execute(&zfs, &policy, &p);
+        }
+        let l = zfs
+            .list(&crate::zfs::ListSpec::all(vec![
+                DatasetName::parse("tank/a b").unwrap(),
+            ]))
+            .unwrap();
+        let names: Vec<&str> = l[0].versions.iter().map(|v| v.name.short()).collect();
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with("_hourly")).count(),
+            5,
+            "{names:?}"
+        );
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with("_daily")).count(),
+            3,
+            "{names:?}"
+        );
+        assert!(names.contains(&"manual keep"));
+    }
+}
