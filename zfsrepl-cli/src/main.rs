@@ -86,6 +86,13 @@ enum Command {
     ///
     /// Example: zfsrepl prune --dry-run --now 2026-12-01T00:00:00Z
     Prune(snapshot_cmd::PruneArgs),
+    /// Nagios check of snapshot freshness (and, with --pools, pool health
+    /// and capacity): one line, exit 0 OK, 1 WARNING, 2 CRITICAL.
+    ///
+    /// For each monitored dataset and each period with a count above 0, the
+    /// newest snapshot's age is compared with the policy's `<period>-warn`
+    /// and `<period>-crit` thresholds, as `sanoid --monitor-snapshots` does.
+    Check(snapshot_cmd::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -456,6 +463,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(PolicyCommand::Check { files, json }) => return policy_check(files, json),
         Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
+        Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

@@ -176,3 +176,81 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+/// `zfsrepl check` arguments.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Also check the health and capacity of the pools the policy names.
+    #[arg(long)]
+    pub pools: bool,
+}
+
+/// Runs `zfsrepl check`: one Nagios line, exit 0 OK, 1 WARNING, 2 CRITICAL.
+pub fn check(args: CheckArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    use zfsrepl_core::snapshot::monitor::{Status, check_snapshots};
+    let policy = load_policy(&args.policy)?;
+    let now = args.policy.now.unwrap_or_else(jiff::Timestamp::now);
+    let zfs = ZfsCli::probe(LocalRunner::new(), zfs_bin)?;
+    let (listing, missing) = take::list_for(&zfs, &policy);
+    let report = check_snapshots(&policy, &listing, now);
+    let mut status = report.status;
+    let mut line = report.line;
+    for e in &missing {
+        status = Status::Critical;
+        line = format!("CRIT: {e}, {line}");
+    }
+    if args.pools {
+        let mut pools: Vec<String> = policy
+            .datasets
+            .iter()
+            .map(|d| d.dataset.pool().to_owned())
+            .collect();
+        pools.sort();
+        pools.dedup();
+        let mut argv: Vec<OsString> = ["zpool", "list", "-H", "-o", "name,health,capacity"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        argv.extend(pools.iter().map(OsString::from));
+        let out = LocalRunner::new()
+            .run(&argv)
+            .context("running zpool list")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = Vec::new();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split('\t').collect();
+            let [name, health, cap] = f[..] else { continue };
+            let cap: u8 = cap.trim_end_matches('%').parse().unwrap_or(0);
+            let entry = policy.datasets.iter().find(|d| d.dataset.pool() == name);
+            let (warn, crit) = entry.map_or((80, 95), |d| {
+                (
+                    d.settings.monitor.capacity_warn,
+                    d.settings.monitor.capacity_crit,
+                )
+            });
+            let level = if health != "ONLINE" || (crit > 0 && cap >= crit) {
+                Status::Critical
+            } else if health == "DEGRADED" || (warn > 0 && cap >= warn) {
+                Status::Warning
+            } else {
+                Status::Ok
+            };
+            status = status.max(level);
+            parts.push(format!("ZPOOL {name} : {health} {cap}%"));
+        }
+        if !out.status.success() {
+            status = Status::Critical;
+            parts.push(format!("zpool list failed: {}", out.stderr.trim()));
+        }
+        line = format!("{line}; {}", parts.join(", "));
+    }
+    let word = match status {
+        Status::Ok => "",
+        Status::Warning => "WARNING ",
+        Status::Critical => "CRITICAL ",
+    };
+    println!("{word}{line}");
+    Ok(ExitCode::from(status.code()))
+}

@@ -326,3 +326,40 @@ fn prune_keeps_what_the_policy_says_and_never_foreign_snapshots() {
         .success()
         .stdout(predicate::str::contains("0 destroyed"));
 }
+
+#[test]
+fn check_is_a_nagios_plugin() {
+    let pool = TestPool::new();
+    pool.apply("+ data");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[dataset.\"{}/data\"]\nhourly = 2\ndaily = 0\nmonthly = 0\n",
+            pool.name()
+        ),
+    )
+    .unwrap();
+    zfsrepl()
+        .args(["check", "--policy"])
+        .arg(&policy)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("has no hourly snapshots at all!"));
+    zfsrepl()
+        .args(["snapshot", "--policy"])
+        .arg(&policy)
+        .assert()
+        .success();
+    zfsrepl()
+        .args(["check", "--pools", "--policy"])
+        .arg(&policy)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("OK: all monitored datasets"))
+        .stdout(predicate::str::contains(format!(
+            "ZPOOL {} : ONLINE",
+            pool.name()
+        )));
+}

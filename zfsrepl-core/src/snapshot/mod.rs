@@ -79,6 +79,7 @@
 //! ```
 
 mod due;
+pub mod monitor;
 mod naming;
 mod period;
 mod plan;
