@@ -124,6 +124,25 @@ pub struct PruneArgs {
     pub json: bool,
 }
 
+/// Every pool's used percentage (`zpool list -H -o name,capacity`); empty
+/// when zpool cannot be run, which defers any `prune-defer` entry.
+fn pool_capacities() -> Vec<(String, u8)> {
+    let argv: Vec<OsString> = ["zpool", "list", "-H", "-o", "name,capacity"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    let Ok(out) = LocalRunner::new().run(&argv) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (n, c) = l.split_once('\t')?;
+            Some((n.to_owned(), c.trim_end_matches('%').parse().ok()?))
+        })
+        .collect()
+}
+
 /// Runs `zfsrepl prune`.
 pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     use zfsrepl_core::retention::prune as p;
@@ -134,8 +153,10 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     for e in &missing {
         eprintln!("zfsrepl: warning: {e}");
     }
-    let plans =
-        p::plan_policy(&policy, &listing, &[], now.as_second()).map_err(anyhow::Error::msg)?;
+    let caps = pool_capacities();
+    let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
+    let plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
+        .map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
     if args.dry_run {
         if args.json {

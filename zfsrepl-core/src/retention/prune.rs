@@ -56,7 +56,11 @@ pub struct DatasetPrune {
 }
 
 /// Plans pruning for every dataset in `listing` that the policy governs
-/// with `autoprune`. Pure. `protected` holds guids replication still needs.
+/// with `autoprune`. Pure. `protected` holds guids replication still needs;
+/// `capacity(pool)` is the pool's used percentage, for `prune-defer` (as in
+/// sanoid, an entry with `prune-defer = P > 0` is pruned only when its
+/// pool, the first component of the entry's name, is more than P% full;
+/// an unknown capacity defers too).
 ///
 /// # Errors
 /// A message naming the entry whose rules do not parse.
@@ -64,6 +68,7 @@ pub fn plan_policy(
     policy: &Policy,
     listing: &[Dataset],
     protected: &[Guid],
+    capacity: &dyn Fn(&str) -> Option<u8>,
     now: i64,
 ) -> Result<Vec<DatasetPrune>, String> {
     let mut out = Vec::new();
@@ -72,6 +77,10 @@ pub fn plan_policy(
             continue;
         };
         if !entry.settings.autoprune || (entry.dataset == ds.name && entry.children_only) {
+            continue;
+        }
+        let defer = entry.settings.prune_defer;
+        if defer > 0 && capacity(entry.dataset.pool()).is_none_or(|c| c <= defer) {
             continue;
         }
         let (rules, ownership) =
@@ -187,7 +196,7 @@ mod tests {
             let now = start + h * 3600;
             zfs.set_time(now);
             let (listing, _) = take::list_for(&zfs, &policy);
-            let plans = plan_policy(&policy, &listing, &[], now).unwrap();
+            let plans = plan_policy(&policy, &listing, &[], &|_| None, now).unwrap();
             let r = execute(&zfs, &policy, &plans);
             assert!(r.failed.is_empty(), "{r:?}");
             let (listing, _) = take::list_for(&zfs, &policy);
@@ -216,5 +225,28 @@ mod tests {
             "{names:?}"
         );
         assert!(names.contains(&"manual keep"));
+    }
+
+    #[test]
+    fn prune_defer_waits_for_a_full_pool() {
+        let policy = parse_str(
+            "p.toml",
+            "version = 1\n[dataset.\"tank/a\"]\nnaming = \"sanoid\"\nhourly = 0\ndaily = 0\nmonthly = 0\nprune-defer = 60\n",
+        )
+        .unwrap();
+        let zfs = FakeZfs::from_fixture(
+            "+ tank\n+ tank/a\n+ tank/a@autosnap_2027-01-01_00:00:00_hourly\n",
+        );
+        let (l, _) = take::list_for(&zfs, &policy);
+        let count = |cap: Option<u8>| -> usize {
+            plan_policy(&policy, &l, &[], &|_| cap, 1_900_000_000)
+                .unwrap()
+                .iter()
+                .map(|p| p.plan.destroy_count())
+                .sum()
+        };
+        assert_eq!(count(Some(60)), 0, "60% full is not more than 60%");
+        assert_eq!(count(None), 0, "unknown capacity defers");
+        assert_eq!(count(Some(61)), 1);
     }
 }
