@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
+mod send_cmd;
 mod snapshot_cmd;
 
 use anyhow::{Context, Result};
@@ -93,6 +94,20 @@ enum Command {
     /// newest snapshot's age is compared with the policy's `<period>-warn`
     /// and `<period>-crit` thresholds, as `sanoid --monitor-snapshots` does.
     Check(snapshot_cmd::CheckArgs),
+    /// Replicate a dataset (with -r, a tree) to another pool or host.
+    ///
+    /// Source and target are `pool/ds` on this host or `[user@]host:pool/ds`
+    /// over ssh (one connection per host). The common base is matched by
+    /// guid; the plan sends one `-I` range from it, a full stream the first
+    /// time, or reports a conflict (no common base, target diverged) with
+    /// both sides' snapshots and changes nothing. Never `receive -F`.
+    ///
+    /// Examples:
+    ///
+    ///   zfsrepl send --dry-run tank/off backup/off
+    ///
+    ///   zfsrepl send -r tank/off root@ovh3:rpool/backups/off2
+    Send(send_cmd::SendArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,6 +479,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
+        Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

@@ -363,3 +363,60 @@ fn check_is_a_nagios_plugin() {
             pool.name()
         )));
 }
+
+/// `zfsrepl send` between two real pools: initial full, incremental `-I`,
+/// nothing to do, a diverged target refused with nothing destroyed, and a
+/// recursive tree with a hostile child name.
+#[test]
+fn send_initial_incremental_uptodate_and_diverged() {
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    src.apply("+ \"data set\"\n+ \"data set/-child: x\"");
+    src.write("data set", "f", 200_000);
+    src.apply("+ \"data set@s1\"\n+ \"data set/-child: x@s1\"");
+    let s = format!("{}/data set", src.name());
+    let d = format!("{}/copy", dst.name());
+    let send = |args: &[&str]| zfsrepl().arg("send").args(args).arg(&s).arg(&d).assert();
+    send(&["-r"])
+        .success()
+        .stdout(predicate::str::contains("1 step(s)"));
+    src.write("data set", "g", 100_000);
+    src.apply("+ \"data set@s2\"\n+ \"data set@s3\"");
+    send(&["--dry-run"])
+        .success()
+        .stdout(predicate::str::contains("-I"));
+    send(&[])
+        .success()
+        .stdout(predicate::str::contains("1 step(s)"));
+    send(&["-r"])
+        .success()
+        .stdout(predicate::str::contains("up to date"));
+    let names = |ds: &str| -> Vec<String> {
+        let out = zfsrepl().args(["list", "--json", ds]).assert().success();
+        let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        v[0]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                x["name"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('@')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(names(&d), ["s1", "s2", "s3"]);
+    assert_eq!(names(&format!("{d}/-child: x")), ["s1"]);
+    // The target gets a snapshot of its own: diverged, refused, untouched.
+    dst.apply("+ \"copy@local\"");
+    src.apply("+ \"data set@s4\"");
+    send(&[])
+        .code(1)
+        .stdout(predicate::str::contains("FAILED"))
+        .stdout(predicate::str::contains("local"));
+    assert_eq!(names(&d), ["s1", "s2", "s3", "local"]);
+}

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod diff;
+pub mod execute;
 pub mod plan;
 
 #[cfg(test)]
