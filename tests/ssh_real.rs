@@ -222,3 +222,63 @@ fn copy<S: SendStream, R: RecvSink>(mut send: S, mut recv: R) {
     recv.finish().unwrap();
     send.finish().unwrap();
 }
+
+/// Replication over ssh with the library: plan a tree with hostile names,
+/// execute it through the splice pipeline into `ssh ... zfs receive`, then
+/// an incremental, then nothing to do.
+#[test]
+fn replicate_a_tree_over_ssh() {
+    use zfsrepl_core::replication::execute::execute;
+    use zfsrepl_core::replication::{ReplicationPolicy, TreeInput, plan_tree};
+    use zfsrepl_core::stream::{CancelToken, CopyOptions, NoProgress};
+
+    let sshd = Sshd::start();
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply(
+        "+ \"off: data\"\n+ \"off: data/-img x\"\n+ \"off: data@a\"\n+ \"off: data/-img x@a\"",
+    );
+    let local = src.zfs();
+    let remote = ZfsCli::probe(SshRunner::new(sshd.target()).unwrap(), zfs_binary()).unwrap();
+    let (sroot, droot) = (src.ds("off: data"), dst.ds("-copy: here"));
+    let run = |expect_steps: usize| {
+        let source = local.list(&ListSpec::all(vec![sroot.clone()])).unwrap();
+        let target = remote
+            .list(&ListSpec::all(vec![droot.clone()]))
+            .unwrap_or_default();
+        let plan = plan_tree(
+            &TreeInput {
+                source_root: sroot.clone(),
+                target_root: droot.clone(),
+                source,
+                target,
+                target_modified: Default::default(),
+                resume_tokens: Default::default(),
+            },
+            &ReplicationPolicy::default(),
+            remote.capabilities(),
+        );
+        let steps: usize = plan.datasets.iter().map(|d| d.steps().len()).sum();
+        assert_eq!(steps, expect_steps, "{plan:#?}");
+        let r = execute(
+            &local,
+            &remote,
+            remote.capabilities(),
+            &plan,
+            &CopyOptions::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        );
+        assert_eq!(r.failures(), 0, "{r:#?}");
+    };
+    run(2);
+    src.apply("+ \"off: data@b\"\n+ \"off: data@c\"");
+    run(1);
+    run(0);
+    let l = local.list(&ListSpec::all(vec![droot.clone()])).unwrap();
+    let guids = |ds: &zfsrepl_core::Dataset| ds.versions.iter().map(|v| v.guid).collect::<Vec<_>>();
+    let s = local.list(&ListSpec::all(vec![sroot.clone()])).unwrap();
+    assert_eq!(guids(&l[0]), guids(&s[0]));
+    assert_eq!(guids(&l[1]), guids(&s[1]));
+    assert_eq!(sshd.accepted_connections(), 1);
+}
