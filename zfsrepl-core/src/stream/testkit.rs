@@ -4,11 +4,12 @@
 
 use std::ffi::OsString;
 use std::io::{self, Cursor, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::zfs::cli::{CliRecvSink, CliSendStream};
 use crate::zfs::runner::{Child, ChildIo, LocalRunner, Runner, display_argv};
-use crate::zfs::{RecvSink, SendStream, ZfsError, ZfsErrorKind, ZfsResult};
+use crate::zfs::{RecvSink, SendStream, ZfsError, ZfsResult};
 
 fn start(argv: &[&str], io: ChildIo) -> io::Result<(Child, String)> {
     let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
@@ -17,119 +18,33 @@ fn start(argv: &[&str], io: ChildIo) -> io::Result<(Child, String)> {
     Ok((child, op))
 }
 
-fn finish(child: Child, op: String) -> ZfsResult<()> {
-    let argv = child
-        .argv()
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let fin = child
-        .wait()
-        .map_err(|e| ZfsError::new(op.clone(), ZfsErrorKind::Other, e.to_string()))?;
-    if fin.status.success() {
-        return Ok(());
-    }
-    let status = fin.status.code();
-    Err(ZfsError {
-        op,
-        host: None,
-        argv,
-        status,
-        stderr: fin.stderr,
-        kind: if status.is_none() {
-            ZfsErrorKind::Killed
-        } else {
-            ZfsErrorKind::Other
-        },
-    })
-}
+/// A local process whose stdout is the send stream (a pipe): the same type
+/// as a real `zfs send`, with the same error handling.
+pub type ProcessSend = CliSendStream;
 
-/// A local process whose stdout is the send stream (a pipe).
-#[derive(Debug)]
-pub struct ProcessSend {
-    child: Child,
-    op: String,
-}
+/// A local process whose stdin is the receive sink (a pipe): the same type
+/// as a real `zfs receive`.
+pub type ProcessRecv = CliRecvSink;
 
-impl ProcessSend {
+impl CliSendStream {
     /// Starts `argv` with its stdout piped to us.
     ///
     /// # Errors
     /// When it cannot start.
     pub fn spawn(argv: &[&str]) -> io::Result<Self> {
         let (child, op) = start(argv, ChildIo::Stdout)?;
-        Ok(Self { child, op })
+        Ok(Self::from_child(child, op))
     }
 }
 
-impl Read for ProcessSend {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.child.stdout.as_mut() {
-            Some(s) => s.read(buf),
-            None => Ok(0),
-        }
-    }
-}
-
-impl SendStream for ProcessSend {
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.child.stdout.as_ref().map(AsRawFd::as_raw_fd)
-    }
-
-    fn finish(self) -> ZfsResult<()> {
-        finish(self.child, self.op)
-    }
-
-    fn abort(self) {
-        self.child.kill();
-    }
-}
-
-/// A local process whose stdin is the receive sink (a pipe).
-#[derive(Debug)]
-pub struct ProcessRecv {
-    child: Child,
-    op: String,
-}
-
-impl ProcessRecv {
+impl CliRecvSink {
     /// Starts `argv` with its stdin piped from us.
     ///
     /// # Errors
     /// When it cannot start.
     pub fn spawn(argv: &[&str]) -> io::Result<Self> {
         let (child, op) = start(argv, ChildIo::Stdin)?;
-        Ok(Self { child, op })
-    }
-}
-
-impl Write for ProcessRecv {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.child.stdin.as_mut() {
-            Some(s) => s.write(buf),
-            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self.child.stdin.as_mut() {
-            Some(s) => s.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl RecvSink for ProcessRecv {
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.child.stdin.as_ref().map(AsRawFd::as_raw_fd)
-    }
-
-    fn finish(self) -> ZfsResult<()> {
-        finish(self.child, self.op)
-    }
-
-    fn abort(self) {
-        self.child.kill();
+        Ok(Self::from_child(child, op))
     }
 }
 

@@ -554,6 +554,30 @@ fn finish_child(child: Child, op: String, host: Option<String>, remote: bool) ->
     })
 }
 
+impl CliSendStream {
+    /// Wraps a running child whose stdout is the stream (for test doubles
+    /// that run other programs as senders).
+    pub(crate) fn from_child(child: Child, op: String) -> Self {
+        Self {
+            child,
+            op,
+            host: None,
+        }
+    }
+}
+
+impl CliRecvSink {
+    /// Wraps a running local child whose stdin is the sink.
+    pub(crate) fn from_child(child: Child, op: String) -> Self {
+        Self {
+            child,
+            op,
+            host: None,
+            remote: false,
+        }
+    }
+}
+
 impl Read for CliSendStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.child.stdout.as_mut() {
