@@ -10,6 +10,30 @@ fn zfsrepl() -> Command {
     Command::cargo_bin("zfsrepl").unwrap()
 }
 
+/// The short names of a dataset's snapshots, as `zfsrepl list --json` gives
+/// them (oldest first).
+fn snapshot_names(dataset: &str) -> Vec<String> {
+    let out = zfsrepl()
+        .args(["list", "--json", dataset])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    v[0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["name"]
+                .as_str()
+                .unwrap()
+                .rsplit('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn help_teaches() {
     zfsrepl()
@@ -197,27 +221,7 @@ fn snapshot_runs_across_dst_end_on_a_real_pool() {
             .assert()
             .success();
     }
-    let list = |ds: &str| -> Vec<String> {
-        let out = zfsrepl()
-            .args(["list", "--json", &format!("{}/{ds}", pool.name())])
-            .assert()
-            .success();
-        let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-        v[0]["versions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                s["name"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit('@')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let list = |ds: &str| snapshot_names(&format!("{}/{ds}", pool.name()));
     let mut off = list("off products");
     off.sort();
     assert_eq!(
@@ -296,17 +300,7 @@ fn prune_keeps_what_the_policy_says_and_never_foreign_snapshots() {
         .assert()
         .success()
         .stdout(predicate::str::contains("3 destroyed, 0 failed"));
-    let out = zfsrepl()
-        .args(["list", "--json", &format!("{}/db: main", pool.name())])
-        .assert()
-        .success();
-    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let mut names: Vec<&str> = v[0]["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().rsplit('@').next().unwrap())
-        .collect();
+    let mut names = snapshot_names(&format!("{}/db: main", pool.name()));
     names.sort();
     assert_eq!(
         names,
@@ -391,24 +385,7 @@ fn send_initial_incremental_uptodate_and_diverged() {
     send(&["-r"])
         .success()
         .stdout(predicate::str::contains("up to date"));
-    let names = |ds: &str| -> Vec<String> {
-        let out = zfsrepl().args(["list", "--json", ds]).assert().success();
-        let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-        v[0]["versions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                x["name"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit('@')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let names = snapshot_names;
     assert_eq!(names(&d), ["s1", "s2", "s3"]);
     assert_eq!(names(&format!("{d}/-child: x")), ["s1"]);
     // The target gets a snapshot of its own: diverged, refused, untouched.
