@@ -12,11 +12,15 @@
 //!   quoted once), adapting to the [`Capabilities`] it probes; and, with the
 //!   `test-util` feature, by the in-memory model of modern OpenZFS in
 //!   `model`, for features zfs-fuse lacks.
-//!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
-//!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
-//!   serializable plan.
-//! - [`replication`]: the pure replication planner: the guid-matched common
+//! - [`policy`]: TOML policies (and sanoid.conf imports) validated into
+//!   typed settings, every problem reported as `file:line:col`.
 //! - [`snapshot`]: periods and sanoid's due-time rules, with the clock
+//!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
+//! - [`retention`]: the pure prune planner (sanoid counts, a zrepl-style
+//!   grid, keep-last, regex), a reason for every keep and destroy.
+//! - [`replication`]: the pure replication planner: the guid-matched common
+//!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
+//!   serializable plan; and its executor.
 //! - [`stream`]: the data path. [`stream::Pipeline`] splices `zfs send` into
 //!   `zfs receive` without copying through user space, with progress, rate
 //!   limit and cancellation, and blames the side that failed first;

@@ -45,9 +45,7 @@ use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
 pub use reader::parse_duration;
-pub use settings::{
-    Counts, HookFailure, Hooks, Monitor, Naming, Preferred, Retention, Settings, Threshold,
-};
+pub use settings::{Counts, HookFailure, Hooks, Monitor, Naming, Retention, Settings, Threshold};
 
 use crate::name::DatasetName;
 use reader::{Cx, Fields};

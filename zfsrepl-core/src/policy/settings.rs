@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::reader::{Cx, Fields};
+use crate::snapshot::PreferredTimes;
 
 /// Keys a template may set (a dataset entry takes these and a few more).
 pub(crate) const TEMPLATE_KEYS: &[&str] = &[
@@ -86,28 +87,6 @@ pub struct Counts {
     pub monthly: u32,
     /// Yearly.
     pub yearly: u32,
-}
-
-/// Preferred times of day for each period (sanoid's `*_min`, `*_hour`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[allow(missing_docs)] // each field is named after the sanoid key it mirrors
-pub struct Preferred {
-    /// Minutes between frequent snapshots; slices restart every hour.
-    pub frequent_period: u32,
-    pub hourly_min: u8,
-    pub daily_hour: u8,
-    pub daily_min: u8,
-    /// 0 = Sunday.
-    pub weekly_wday: u8,
-    pub weekly_hour: u8,
-    pub weekly_min: u8,
-    pub monthly_mday: u8,
-    pub monthly_hour: u8,
-    pub monthly_min: u8,
-    pub yearly_mon: u8,
-    pub yearly_mday: u8,
-    pub yearly_hour: u8,
-    pub yearly_min: u8,
 }
 
 /// How snapshots are named (and so which ones zfsrepl owns).
@@ -198,8 +177,10 @@ pub struct Monitor {
 pub struct Settings {
     /// Counts per period.
     pub counts: Counts,
+    /// Minutes between frequent snapshots; slices restart every hour.
+    pub frequent_period: u32,
     /// Preferred times.
-    pub preferred: Preferred,
+    pub preferred: PreferredTimes,
     /// Take snapshots.
     pub autosnap: bool,
     /// Prune snapshots.
@@ -232,22 +213,8 @@ impl Default for Settings {
                 monthly: 6,
                 yearly: 0,
             },
-            preferred: Preferred {
-                frequent_period: 15,
-                hourly_min: 0,
-                daily_hour: 23,
-                daily_min: 59,
-                weekly_wday: 1,
-                weekly_hour: 23,
-                weekly_min: 30,
-                monthly_mday: 1,
-                monthly_hour: 0,
-                monthly_min: 0,
-                yearly_mon: 1,
-                yearly_mday: 1,
-                yearly_hour: 0,
-                yearly_min: 0,
-            },
+            frequent_period: 15,
+            preferred: PreferredTimes::default(),
             autosnap: true,
             autoprune: true,
             naming: Naming::Zfsrepl {
@@ -543,8 +510,8 @@ impl Partial {
             yearly: int("yearly", c.yearly),
         };
         let p = s.preferred;
-        s.preferred = Preferred {
-            frequent_period: int("frequent-period", p.frequent_period),
+        s.frequent_period = int("frequent-period", s.frequent_period);
+        s.preferred = PreferredTimes {
             hourly_min: byte("hourly-min", p.hourly_min),
             daily_hour: byte("daily-hour", p.daily_hour),
             daily_min: byte("daily-min", p.daily_min),

@@ -18,7 +18,7 @@ pub fn rules_of(s: &Settings) -> Result<(Vec<KeepRule>, Ownership), String> {
     let c = &s.counts;
     let mut rules = vec![KeepRule::SanoidCounts(SanoidCounts {
         frequently: c.frequently,
-        frequent_period_min: s.preferred.frequent_period,
+        frequent_period_min: s.frequent_period,
         hourly: c.hourly,
         daily: c.daily,
         weekly: c.weekly,

@@ -4,6 +4,7 @@
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Span, Timestamp, Zoned};
+use serde::Serialize;
 
 use super::{Period, PeriodKind};
 
@@ -56,18 +57,16 @@ pub enum ScheduleError {
 }
 
 /// Preferred times of day, week, month and year, as sanoid's
-/// `hourly_min, daily_hour, ...` settings, and the time zone they are in.
+/// `hourly_min, daily_hour, ...` settings, without a time zone: what a
+/// policy file states. [`Default`] gives sanoid's defaults.
 ///
-/// `Preferred::new` gives sanoid's defaults. Fields are public so that a
-/// policy loader can set them by name; [`validate`](Self::validate) checks
-/// them, and every function that uses a `Preferred` validates it first.
-/// `frequent_period` is carried by [`Period::Frequently`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Fields are public so that a policy loader can set them by name;
+/// [`validate`](Self::validate) checks them, and every function that uses
+/// them validates them first. `frequent_period` is carried by
+/// [`Period::Frequently`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct Preferred {
-    /// The zone whose wall clock the times refer to (sanoid uses the
-    /// process's `TZ`; Debian runs it with `TZ=UTC`).
-    pub time_zone: TimeZone,
+pub struct PreferredTimes {
     /// Minute of the hour for hourlies (0..=59, default 0).
     pub hourly_min: u8,
     /// Hour of the day for dailies (0..=23, default 23).
@@ -98,12 +97,10 @@ pub struct Preferred {
     pub yearly_min: u8,
 }
 
-impl Preferred {
-    /// sanoid's defaults (`sanoid.defaults.conf`, version 2) in `time_zone`.
-    #[must_use]
-    pub fn new(time_zone: TimeZone) -> Self {
+impl Default for PreferredTimes {
+    /// sanoid's defaults (`sanoid.defaults.conf`, version 2).
+    fn default() -> Self {
         Self {
-            time_zone,
             hourly_min: 0,
             daily_hour: 23,
             daily_min: 59,
@@ -119,7 +116,42 @@ impl Preferred {
             yearly_min: 0,
         }
     }
+}
 
+/// [`PreferredTimes`] in the time zone whose wall clock they refer to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Preferred {
+    /// The zone whose wall clock the times refer to (sanoid uses the
+    /// process's `TZ`; Debian runs it with `TZ=UTC`).
+    pub time_zone: TimeZone,
+    /// The times.
+    pub times: PreferredTimes,
+}
+
+impl Preferred {
+    /// sanoid's defaults (`sanoid.defaults.conf`, version 2) in `time_zone`.
+    #[must_use]
+    pub fn new(time_zone: TimeZone) -> Self {
+        Self::with_times(time_zone, PreferredTimes::default())
+    }
+
+    /// `times` in `time_zone`.
+    #[must_use]
+    pub fn with_times(time_zone: TimeZone, times: PreferredTimes) -> Self {
+        Self { time_zone, times }
+    }
+
+    /// Checks every setting's range ([`PreferredTimes::validate`]).
+    ///
+    /// # Errors
+    /// As [`PreferredTimes::validate`].
+    pub fn validate(&self) -> Result<(), ScheduleError> {
+        self.times.validate()
+    }
+}
+
+impl PreferredTimes {
     /// Checks every setting's range.
     ///
     /// # Errors
@@ -216,7 +248,7 @@ pub fn last_preferred(
             })
         }
         Period::Hourly => {
-            let min = i64::from(prefs.hourly_min);
+            let min = i64::from(prefs.times.hourly_min);
             wall_clock_slot(tz, now_ts, |local| {
                 let at = local.div_euclid(3600) * 3600 + min * 60;
                 // Later this hour: look at the previous hour's.
@@ -225,7 +257,7 @@ pub fn last_preferred(
         }
         Period::Daily => {
             let today = tz.to_datetime(now_ts).date();
-            let time = time_of_day(prefs.daily_hour, prefs.daily_min);
+            let time = time_of_day(prefs.times.daily_hour, prefs.times.daily_min);
             latest_local(
                 tz,
                 now_ts,
@@ -235,9 +267,9 @@ pub fn last_preferred(
         }
         Period::Weekly => {
             let today = tz.to_datetime(now_ts).date();
-            let wday = i64::from(prefs.weekly_wday);
+            let wday = i64::from(prefs.times.weekly_wday);
             let back = (i64::from(today.weekday().to_sunday_zero_offset()) - wday).rem_euclid(7);
-            let time = time_of_day(prefs.weekly_hour, prefs.weekly_min);
+            let time = time_of_day(prefs.times.weekly_hour, prefs.times.weekly_min);
             latest_local(
                 tz,
                 now_ts,
@@ -248,15 +280,15 @@ pub fn last_preferred(
         Period::Monthly => monthly(prefs, tz, now_ts),
         Period::Yearly => {
             let year = tz.to_datetime(now_ts).date().year();
-            let time = time_of_day(prefs.yearly_hour, prefs.yearly_min);
+            let time = time_of_day(prefs.times.yearly_hour, prefs.times.yearly_min);
             latest_local(
                 tz,
                 now_ts,
                 (0..3).map(|back| {
                     clamped_date(
                         year.saturating_sub(back),
-                        prefs.yearly_mon,
-                        prefs.yearly_mday,
+                        prefs.times.yearly_mon,
+                        prefs.times.yearly_mday,
                     )
                 }),
                 time,
@@ -316,9 +348,9 @@ fn monthly(
     let date = clamped_date(
         today.year(),
         u8::try_from(today.month()).unwrap_or(0),
-        prefs.monthly_mday,
+        prefs.times.monthly_mday,
     )?;
-    let time = time_of_day(prefs.monthly_hour, prefs.monthly_min)?;
+    let time = time_of_day(prefs.times.monthly_hour, prefs.times.monthly_min)?;
     let mut at = tz
         .to_ambiguous_timestamp(date.to_datetime(time))
         .compatible()?;

@@ -88,7 +88,7 @@ pub mod take;
 #[cfg(test)]
 mod tests;
 
-pub use due::{Preferred, ScheduleError, is_due, last_preferred};
+pub use due::{Preferred, PreferredTimes, ScheduleError, is_due, last_preferred};
 pub use naming::{
     DEFAULT_PREFIX, NameStyle, NamingError, ParsedName, SANOID_PREFIX, SnapshotNamer, sanoid_type,
 };

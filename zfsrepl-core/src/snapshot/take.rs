@@ -78,7 +78,7 @@ pub fn schedule_of(entry: &DatasetPolicy, tz: &TimeZone) -> Result<Schedule, Tak
         dataset: entry.dataset.clone(),
         message,
     };
-    let freq = NonZeroU32::new(s.preferred.frequent_period)
+    let freq = NonZeroU32::new(s.frequent_period)
         .ok_or_else(|| err("frequent-period must be at least 1".into()))?;
     let counts = vec![
         (Period::Yearly, s.counts.yearly),
@@ -91,21 +91,7 @@ pub fn schedule_of(entry: &DatasetPolicy, tz: &TimeZone) -> Result<Schedule, Tak
             s.counts.frequently,
         ),
     ];
-    let p = &s.preferred;
-    let mut prefs = Preferred::new(tz.clone());
-    prefs.hourly_min = p.hourly_min;
-    prefs.daily_hour = p.daily_hour;
-    prefs.daily_min = p.daily_min;
-    prefs.weekly_wday = p.weekly_wday;
-    prefs.weekly_hour = p.weekly_hour;
-    prefs.weekly_min = p.weekly_min;
-    prefs.monthly_mday = p.monthly_mday;
-    prefs.monthly_hour = p.monthly_hour;
-    prefs.monthly_min = p.monthly_min;
-    prefs.yearly_mon = p.yearly_mon;
-    prefs.yearly_mday = p.yearly_mday;
-    prefs.yearly_hour = p.yearly_hour;
-    prefs.yearly_min = p.yearly_min;
+    let prefs = Preferred::with_times(tz.clone(), s.preferred);
     prefs.validate().map_err(|e| err(e.to_string()))?;
     let namer = match &s.naming {
         Naming::Sanoid => SnapshotNamer::sanoid(tz.clone()),

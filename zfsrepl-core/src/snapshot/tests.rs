@@ -152,39 +152,39 @@ fn frequently_slices_restart_every_hour() {
 }
 
 fn hourly_30(p: &mut Preferred) {
-    p.hourly_min = 30;
+    p.times.hourly_min = 30;
 }
 fn daily_0230(p: &mut Preferred) {
-    p.daily_hour = 2;
-    p.daily_min = 30;
+    p.times.daily_hour = 2;
+    p.times.daily_min = 30;
 }
 fn daily_0130(p: &mut Preferred) {
-    p.daily_hour = 1;
-    p.daily_min = 30;
+    p.times.daily_hour = 1;
+    p.times.daily_min = 30;
 }
 fn weekly_sunday(p: &mut Preferred) {
-    p.weekly_wday = 0;
-    p.weekly_hour = 2;
-    p.weekly_min = 30;
+    p.times.weekly_wday = 0;
+    p.times.weekly_hour = 2;
+    p.times.weekly_min = 30;
 }
 fn monthly_15(p: &mut Preferred) {
-    p.monthly_mday = 15;
+    p.times.monthly_mday = 15;
 }
 fn monthly_31(p: &mut Preferred) {
-    p.monthly_mday = 31;
+    p.times.monthly_mday = 31;
 }
 fn monthly_31_2359(p: &mut Preferred) {
-    p.monthly_mday = 31;
-    p.monthly_hour = 23;
-    p.monthly_min = 59;
+    p.times.monthly_mday = 31;
+    p.times.monthly_hour = 23;
+    p.times.monthly_min = 59;
 }
 fn yearly_christmas(p: &mut Preferred) {
-    p.yearly_mon = 12;
-    p.yearly_mday = 25;
+    p.times.yearly_mon = 12;
+    p.times.yearly_mday = 25;
 }
 fn yearly_feb29(p: &mut Preferred) {
-    p.yearly_mon = 2;
-    p.yearly_mday = 29;
+    p.times.yearly_mon = 2;
+    p.times.yearly_mday = 29;
 }
 
 #[test]
@@ -698,7 +698,7 @@ fn due_iff_newest_strictly_older() {
 fn settings_are_validated() {
     let mut p = Preferred::new(TimeZone::UTC);
     p.validate().unwrap();
-    p.daily_hour = 24;
+    p.times.daily_hour = 24;
     assert_eq!(
         p.validate().unwrap_err().to_string(),
         "daily_hour = 24 is out of range: it must be within 0..=23"
@@ -706,7 +706,7 @@ fn settings_are_validated() {
     let now = zoned(&TimeZone::UTC, "2026-11-22T10:20:00Z");
     assert!(last_preferred(Period::Daily, &p, &now).is_err());
     let mut p = Preferred::new(TimeZone::UTC);
-    p.weekly_wday = 7;
+    p.times.weekly_wday = 7;
     assert!(matches!(
         p.validate(),
         Err(ScheduleError::OutOfRange {
@@ -715,16 +715,16 @@ fn settings_are_validated() {
         })
     ));
     let mut p = Preferred::new(TimeZone::UTC);
-    p.monthly_mday = 0;
+    p.times.monthly_mday = 0;
     assert!(p.validate().is_err());
     let mut p = Preferred::new(TimeZone::UTC);
-    p.yearly_mon = 2;
-    p.yearly_mday = 30;
+    p.times.yearly_mon = 2;
+    p.times.yearly_mday = 30;
     assert_eq!(
         p.validate().unwrap_err(),
         ScheduleError::NoSuchDay { mon: 2, mday: 30 }
     );
-    p.yearly_mday = 29;
+    p.times.yearly_mday = 29;
     p.validate().unwrap();
 }
 
@@ -996,15 +996,15 @@ struct Sim {
 }
 
 fn hostile(p: &mut Preferred) {
-    p.hourly_min = 30;
-    p.daily_hour = 2;
-    p.daily_min = 30;
+    p.times.hourly_min = 30;
+    p.times.daily_hour = 2;
+    p.times.daily_min = 30;
     weekly_sunday(p);
 }
 
 fn hostile_ny_fall(p: &mut Preferred) {
     hostile(p);
-    p.daily_hour = 1;
+    p.times.daily_hour = 1;
 }
 
 /// Runs the cron every 15 minutes from `from` to `to` inclusive, taking
@@ -1134,7 +1134,7 @@ fn cron_across_dst_2026() {
             let hourly = sim.times(PeriodKind::Hourly);
             assert_eq!(
                 hourly,
-                slots(from, to, &[i64::from(prefs.hourly_min)]),
+                slots(from, to, &[i64::from(prefs.times.hourly_min)]),
                 "{ctx}"
             );
             // One daily per local day: the slots they satisfy are on
@@ -1250,15 +1250,24 @@ fn any_prefs() -> impl Strategy<Value = Preferred> {
     )
         .prop_map(|(zone, h, w, m, y)| {
             let mut p = Preferred::new(zone);
-            (p.hourly_min, p.daily_hour, p.daily_min) = h;
-            (p.weekly_wday, p.weekly_hour, p.weekly_min) = w;
-            (p.monthly_mday, p.monthly_hour, p.monthly_min) = m;
-            (p.yearly_mon, p.yearly_mday, p.yearly_hour, p.yearly_min) = y;
+            (p.times.hourly_min, p.times.daily_hour, p.times.daily_min) = h;
+            (p.times.weekly_wday, p.times.weekly_hour, p.times.weekly_min) = w;
+            (
+                p.times.monthly_mday,
+                p.times.monthly_hour,
+                p.times.monthly_min,
+            ) = m;
+            (
+                p.times.yearly_mon,
+                p.times.yearly_mday,
+                p.times.yearly_hour,
+                p.times.yearly_min,
+            ) = y;
             // Bring the yearly day into its month (of a leap year).
-            let len = jiff::civil::Date::new(2000, p.yearly_mon as i8, 1)
+            let len = jiff::civil::Date::new(2000, p.times.yearly_mon as i8, 1)
                 .unwrap()
                 .days_in_month() as u8;
-            p.yearly_mday = p.yearly_mday.min(len);
+            p.times.yearly_mday = p.times.yearly_mday.min(len);
             p
         })
 }
