@@ -256,6 +256,65 @@ fn snapshot_runs_across_dst_end_on_a_real_pool() {
     assert_eq!(list("off products").len(), 5);
 }
 
+/// Hourly runs across the spring-forward change in Europe/Paris
+/// (2027-03-28, 02:00 CET -> 03:00 CEST) on a real pool: one hourly per real
+/// hour, no name in the missing local hour, nothing taken twice when a run
+/// repeats. (The due-time rules around the gap, e.g. a daily at 02:30, are
+/// tested exhaustively on injected time in the core's snapshot tests.)
+#[test]
+fn snapshot_runs_across_dst_start_on_a_real_pool() {
+    let pool = TestPool::new();
+    pool.apply("+ off\n+ \"img :-x\"");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\ntimezone = \"Europe/Paris\"\n\
+             [dataset.\"{p}/off\"]\nnaming = \"sanoid\"\nhourly = 48\ndaily = 0\nmonthly = 0\n\
+             [dataset.\"{p}/img :-x\"]\nhourly = 48\ndaily = 0\nmonthly = 0\n",
+            p = pool.name()
+        ),
+    )
+    .unwrap();
+    for t in [
+        "2027-03-27T23:00:00Z",
+        "2027-03-28T00:00:00Z",
+        "2027-03-28T01:00:00Z",
+        "2027-03-28T01:00:00Z",
+        "2027-03-28T02:00:00Z",
+    ] {
+        zfsrepl()
+            .args(["snapshot", "--policy"])
+            .arg(&policy)
+            .args(["--now", t])
+            .assert()
+            .success();
+    }
+    let mut off = snapshot_names(&format!("{}/off", pool.name()));
+    off.sort();
+    assert_eq!(
+        off,
+        [
+            "autosnap_2027-03-28_00:00:00_hourly",
+            "autosnap_2027-03-28_01:00:00_hourly",
+            "autosnap_2027-03-28_03:00:00_hourly",
+            "autosnap_2027-03-28_04:00:00_hourly",
+        ]
+    );
+    let mut img = snapshot_names(&format!("{}/img :-x", pool.name()));
+    img.sort();
+    assert_eq!(
+        img,
+        [
+            "zfsrepl_2027-03-27_23:00:00_hourly",
+            "zfsrepl_2027-03-28_00:00:00_hourly",
+            "zfsrepl_2027-03-28_01:00:00_hourly",
+            "zfsrepl_2027-03-28_02:00:00_hourly",
+        ]
+    );
+}
+
 /// Take then prune on a real pool with `--now` days ahead: the counts hold,
 /// `--dry-run` explains, and snapshots zfsrepl does not own survive.
 #[test]
