@@ -1,4 +1,5 @@
-//! Running policy hooks (pre-snapshot, post-snapshot, pruning): an argv run
+//! Running policy hooks (pre-snapshot, post-snapshot, pruning, and a clone
+//! refresh's pre-swap and post-swap): an argv run
 //! without a shell, with a small fixed environment naming what the hook is
 //! about, a time limit, and its output kept for the report.
 //!
@@ -29,6 +30,11 @@ pub enum HookKind {
     PostSnapshot,
     /// After pruning.
     Pruning,
+    /// A clone refresh: the new clones exist under their temporary names,
+    /// the old ones still serve.
+    PreSwap,
+    /// A clone refresh: the new clones are in place.
+    PostSwap,
 }
 
 impl HookKind {
@@ -37,6 +43,8 @@ impl HookKind {
             Self::PreSnapshot => "pre",
             Self::PostSnapshot => "post",
             Self::Pruning => "prune",
+            Self::PreSwap => "pre-swap",
+            Self::PostSwap => "post-swap",
         }
     }
 }

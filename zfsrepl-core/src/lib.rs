@@ -21,6 +21,8 @@
 //! - [`replication`]: the pure replication planner: the guid-matched common
 //!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
 //!   serializable plan; and its executor.
+//! - [`clone`]: staging clones refreshed atomically from newer snapshots,
+//!   planned purely, never touching a dataset zfsrepl did not create.
 //! - [`stream`]: the data path. [`stream::Pipeline`] splices `zfs send` into
 //!   `zfs receive` without copying through user space, with progress, rate
 //!   limit and cancellation, and blames the side that failed first;
@@ -35,6 +37,7 @@
 //! # Ok::<(), zfsrepl_core::NameError>(())
 //! ```
 
+pub mod clone;
 pub mod hooks;
 pub mod name;
 pub mod policy;

@@ -1,0 +1,281 @@
+//! Running a clone-refresh plan: clone every new snapshot under its
+//! temporary name, run the pre-swap hook, swap all the clones into place
+//! (undoing the swaps already made if one fails), set the export
+//! properties, run the post-swap hook, then destroy the old clones.
+//!
+//! Until the swap, a failure destroys only the temporary clones this run
+//! made, and the current clones keep serving. An old clone that cannot be
+//! destroyed yet (busy, still exported, has children) is left under its
+//! aside name and cleaned up by a later refresh. Every destroy is
+//! non-recursive and of a dataset the plan found (or this run made) with
+//! [`OWNER_PROP`](super::OWNER_PROP) set to the spec's name.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::plan::{ClonePlan, CloneSpec, ItemAction, OWNER_PROP};
+use crate::hooks::{self, HookContext, HookKind, HookOutcome};
+use crate::name::{DatasetName, EntityName};
+use crate::zfs::{Dataset, ListSpec, ZfsErrorKind, ZfsRead, ZfsResult, ZfsWrite};
+
+/// The hooks of a refresh (argv, no shell).
+#[derive(Debug, Clone, Default)]
+pub struct CloneHooks {
+    /// Run once the new clones exist under their temporary names; a failure
+    /// abandons the refresh (the old clones keep serving).
+    pub pre_swap: Option<Vec<String>>,
+    /// Run once the new clones are in place; a failure is reported.
+    pub post_swap: Option<Vec<String>>,
+    /// Time limit per hook run.
+    pub timeout: Duration,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CloneReport {
+    /// The spec.
+    pub spec: String,
+    /// Clones now in place from a new snapshot.
+    pub swapped: Vec<DatasetName>,
+    /// Old clones and leftovers destroyed.
+    pub destroyed: Vec<DatasetName>,
+    /// Ours, not destroyed yet (busy...), with why: a later run retries.
+    pub left_behind: Vec<(DatasetName, String)>,
+    /// Hook runs: (`pre-swap` or `post-swap`, outcome).
+    pub hooks: Vec<(String, HookOutcome)>,
+    /// Why the refresh did not complete (the previous clones then serve).
+    pub error: Option<String>,
+}
+
+impl CloneReport {
+    /// True when the refresh completed (old clones left behind are not a
+    /// failure: they are retried).
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+fn ent(d: &DatasetName) -> EntityName {
+    EntityName::Dataset(d.clone())
+}
+
+/// Runs `plan` (made from `spec`) against `zfs`.
+pub fn execute<Z: ZfsWrite + ?Sized>(
+    zfs: &Z,
+    spec: &CloneSpec,
+    plan: &ClonePlan,
+    hooks: &CloneHooks,
+) -> CloneReport {
+    let mut report = CloneReport {
+        spec: plan.spec.clone(),
+        ..CloneReport::default()
+    };
+    if let Some(why) = &plan.refused {
+        report.error = Some(why.clone());
+        return report;
+    }
+    // Leftovers first: a temporary name must be free before cloning to it.
+    for d in &plan.cleanup {
+        destroy(zfs, d, &mut report);
+    }
+    let work: Vec<_> = plan
+        .items
+        .iter()
+        .filter_map(|i| i.action.temp().map(|t| (i, t)))
+        .collect();
+    if work.is_empty() {
+        return report;
+    }
+    let mut props = spec.properties.clone();
+    props.retain(|(k, _)| k != OWNER_PROP);
+    props.push((OWNER_PROP.to_owned(), spec.name.clone()));
+
+    // 1. The new clones, under their temporary names.
+    let mut made: Vec<&DatasetName> = Vec::new();
+    for &(item, temp) in &work {
+        if let Err(e) = zfs.clone_snapshot(&item.snapshot, temp, &props) {
+            report.error = Some(format!(
+                "cloning {} to {temp}: {e}; the current clones keep serving",
+                item.snapshot
+            ));
+            undo_temps(zfs, &made, &mut report);
+            return report;
+        }
+        made.push(temp);
+    }
+    let cx = HookContext {
+        targets: work.iter().map(|(i, _)| i.clone.to_string()).collect(),
+        snapshots: work.iter().map(|(i, _)| i.snapshot.clone()).collect(),
+        periods: Vec::new(),
+        pre_failed: false,
+    };
+
+    // 2. The pre-swap hook may still call the refresh off.
+    if let Some(argv) = &hooks.pre_swap {
+        let out = hooks::run(argv, HookKind::PreSwap, &cx, hooks.timeout);
+        let ok = out.is_ok();
+        report.hooks.push(("pre-swap".into(), out));
+        if !ok {
+            report.error = Some("the pre-swap hook failed; the current clones keep serving".into());
+            undo_temps(zfs, &made, &mut report);
+            return report;
+        }
+    }
+
+    // 3. The swap: every clone or none.
+    let mut swapped: Vec<usize> = Vec::new();
+    for (k, &(item, temp)) in work.iter().enumerate() {
+        let aside = match &item.action {
+            ItemAction::Replace { aside, .. } => Some(aside),
+            _ => None,
+        };
+        let result = aside
+            .map_or(Ok(()), |a| zfs.rename(&ent(&item.clone), &ent(a)))
+            .map_err(|e| format!("moving {} aside to {}: {e}", item.clone, aside_str(aside)))
+            .and_then(|()| {
+                zfs.rename(&ent(temp), &ent(&item.clone)).map_err(|e| {
+                    // Put the old clone back before reporting.
+                    if let Some(a) = aside {
+                        let _ = zfs.rename(&ent(a), &ent(&item.clone));
+                    }
+                    format!("renaming {temp} to {}: {e}", item.clone)
+                })
+            });
+        if let Err(why) = result {
+            // Undo the swaps already made, newest first.
+            for &j in swapped.iter().rev() {
+                let (it, t) = work[j];
+                let _ = zfs.rename(&ent(&it.clone), &ent(t));
+                if let ItemAction::Replace { aside, .. } = &it.action {
+                    let _ = zfs.rename(&ent(aside), &ent(&it.clone));
+                }
+            }
+            report.error = Some(format!("{why}; the previous clones keep serving"));
+            undo_temps(zfs, &made, &mut report);
+            return report;
+        }
+        swapped.push(k);
+    }
+    report.swapped = work.iter().map(|(i, _)| i.clone.clone()).collect();
+
+    // 4. Export properties on the clones in place.
+    if !spec.export_properties.is_empty() {
+        for (item, _) in &work {
+            if let Err(e) = zfs.set_props(&ent(&item.clone), &spec.export_properties) {
+                report.error = Some(format!(
+                    "{} is in place but its export properties were not set: {e}",
+                    item.clone
+                ));
+            }
+        }
+    }
+
+    // 5. The post-swap hook.
+    if let Some(argv) = &hooks.post_swap {
+        let out = hooks::run(argv, HookKind::PostSwap, &cx, hooks.timeout);
+        if !out.is_ok() && report.error.is_none() {
+            report.error = Some("the post-swap hook failed (the new clones are in place)".into());
+        }
+        report.hooks.push(("post-swap".into(), out));
+    }
+
+    // 6. The old clones, when nothing uses them any more.
+    for (item, _) in &work {
+        if let ItemAction::Replace { aside, .. } = &item.action {
+            destroy(zfs, aside, &mut report);
+        }
+    }
+    report
+}
+
+fn aside_str(a: Option<&DatasetName>) -> &str {
+    a.map_or("", DatasetName::as_str)
+}
+
+fn undo_temps<Z: ZfsWrite + ?Sized>(zfs: &Z, made: &[&DatasetName], report: &mut CloneReport) {
+    for t in made {
+        destroy(zfs, t, report);
+    }
+}
+
+fn destroy<Z: ZfsWrite + ?Sized>(zfs: &Z, d: &DatasetName, report: &mut CloneReport) {
+    match zfs.destroy_dataset(d, false) {
+        Ok(()) => report.destroyed.push(d.clone()),
+        Err(e) => report.left_behind.push((d.clone(), e.to_string())),
+    }
+}
+
+/// Lists what [`plan`](super::plan) needs: the sources with their
+/// snapshots (one listing per source; a missing source is left out, and the
+/// plan then says so) and every dataset under the clones' parents with
+/// [`OWNER_PROP`].
+///
+/// # Errors
+/// A listing that failed for another reason than a missing dataset.
+pub fn list_for<Z: ZfsRead + ?Sized>(
+    zfs: &Z,
+    spec: &CloneSpec,
+) -> ZfsResult<(Vec<Dataset>, Vec<Dataset>)> {
+    let mut sources = Vec::new();
+    for pair in &spec.pairs {
+        let ls = ListSpec {
+            roots: vec![pair.source.clone()],
+            recursive: false,
+            snapshots: true,
+            bookmarks: false,
+            user_props: Vec::new(),
+        };
+        match zfs.list(&ls) {
+            Ok(mut d) => sources.append(&mut d),
+            Err(e) if e.kind == ZfsErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut parents: Vec<DatasetName> =
+        spec.pairs.iter().filter_map(|p| p.clone.parent()).collect();
+    parents.sort();
+    parents.dedup();
+    let mut existing: Vec<Dataset> = Vec::new();
+    for parent in parents {
+        let ls = ListSpec {
+            roots: vec![parent],
+            recursive: true,
+            snapshots: false,
+            bookmarks: false,
+            user_props: vec![OWNER_PROP.to_owned()],
+        };
+        match zfs.list(&ls) {
+            Ok(d) => existing.extend(d),
+            Err(e) if e.kind == ZfsErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    existing.sort_by(|a, b| a.name.cmp(&b.name));
+    existing.dedup_by(|a, b| a.name == b.name);
+    Ok((sources, existing))
+}
+
+/// Lists, plans and (unless `dry_run`) runs one refresh at `now`.
+///
+/// # Errors
+/// When listing fails; everything after that is in the plan or report.
+pub fn refresh<Z: ZfsRead + ZfsWrite + ?Sized>(
+    zfs: &Z,
+    spec: &CloneSpec,
+    hooks: &CloneHooks,
+    now: Timestamp,
+    dry_run: bool,
+) -> ZfsResult<(ClonePlan, Option<CloneReport>)> {
+    let (sources, existing) = list_for(zfs, spec)?;
+    let plan = super::plan(&super::CloneInput {
+        spec,
+        sources: &sources,
+        existing: &existing,
+        now,
+    });
+    let report = (!dry_run).then(|| execute(zfs, spec, &plan, hooks));
+    Ok((plan, report))
+}

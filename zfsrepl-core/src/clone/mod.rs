@@ -1,0 +1,33 @@
+//! Staging clones: writable clones of (usually replicated) snapshots,
+//! refreshed atomically from newer snapshots.
+//!
+//! A [`CloneSpec`] names source datasets and their clones, and which
+//! snapshot to clone: the newest, the newest matching a pattern, or the
+//! newest common to every source (so that, say, products and images are
+//! cloned from the same point in time). [`plan`] is pure: from the sources'
+//! snapshots and the datasets already at the clones' names it decides, per
+//! clone, up to date / create / replace, and which leftovers of earlier runs
+//! to clean up — or refuses, with the reason, when a dataset in the way was
+//! not made by zfsrepl for this spec. [`execute`] runs a plan: clone under a
+//! temporary name (`<clone>.zfsrepl-new`), pre-swap hook, rename the old
+//! clone aside (`<clone>.zfsrepl-old-<unix time>`) and the new one into
+//! place, export properties, post-swap hook, destroy the old clone once
+//! nothing holds it (else a later run retries). A failure before the swap is
+//! complete leaves the previous clones serving.
+//!
+//! Ownership is a user property, [`OWNER_PROP`] = the spec's name, set on
+//! every clone zfsrepl creates; a dataset without it is never renamed or
+//! destroyed.
+
+mod execute;
+mod plan;
+
+#[cfg(all(test, feature = "test-util"))]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+pub use execute::{CloneHooks, CloneReport, execute, list_for, refresh};
+pub use plan::{
+    CloneInput, CloneItem, ClonePair, ClonePlan, CloneSpec, ItemAction, NEW_SUFFIX, OLD_MARK,
+    OWNER_PROP, Selector, SpecError, aside_name, plan, temp_name,
+};
