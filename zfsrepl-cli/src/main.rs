@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
+mod clone_cmd;
 mod send_cmd;
 mod snapshot_cmd;
 
@@ -108,6 +109,9 @@ enum Command {
     ///
     ///   zfsrepl send -r tank/off root@ovh3:rpool/backups/off2
     Send(send_cmd::SendArgs),
+    /// Staging clones: writable clones refreshed atomically from snapshots.
+    #[command(subcommand)]
+    Clone(clone_cmd::CloneCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +205,7 @@ struct ListArgs {
     json: bool,
 }
 
-fn parse_dataset(s: &str) -> Result<DatasetName, String> {
+pub(crate) fn parse_dataset(s: &str) -> Result<DatasetName, String> {
     DatasetName::parse(s).map_err(|e| e.to_string())
 }
 
@@ -358,7 +362,7 @@ fn print_list(datasets: &[Dataset]) -> Result<()> {
     Ok(())
 }
 
-fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<DatasetName>> {
+pub(crate) fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<DatasetName>> {
     let argv = [
         bin.clone(),
         "list".into(),
@@ -480,6 +484,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
         Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
+        Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

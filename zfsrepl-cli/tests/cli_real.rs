@@ -456,3 +456,120 @@ fn send_initial_incremental_uptodate_and_diverged() {
         .stdout(predicate::str::contains("local"));
     assert_eq!(names(&d), ["s1", "s2", "s3", "local"]);
 }
+
+/// The datasets under `root` (itself included) with their `origin`.
+fn origins(root: &str) -> Vec<(String, String)> {
+    let out = std::process::Command::new(zfsrepl_core::testing::zfs_binary())
+        .args(["get", "-H", "-r", "-o", "name,value", "origin", "--", root])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (n, v) = l.split_once('\t').unwrap();
+            (n.to_owned(), v.to_owned())
+        })
+        .filter(|(n, _)| !n.contains('@'))
+        .collect()
+}
+
+/// Staging clones on a real pool: created from the newest common snapshot,
+/// refreshed by an atomic swap when a newer one arrives (old clone gone, no
+/// leftovers), a failing pre-swap hook keeps the old clones serving, and a
+/// dataset zfsrepl did not create is never replaced.
+#[test]
+fn clone_refresh_swaps_atomically_on_a_real_pool() {
+    let pool = TestPool::new();
+    pool.apply(
+        "+ \"off products\"\n+ \"-images: x\"\n+ stage\n\
+         + \"off products@a\"\n+ \"-images: x@a\"\n+ \"-images: x@only-images\"",
+    );
+    let p = pool.name();
+    let refresh = |extra: &[&str]| {
+        let mut c = zfsrepl();
+        c.args(["clone", "refresh", "staging", "--common"])
+            .arg("--pair")
+            .arg(format!("{p}/off products={p}/stage/products"))
+            .arg("--pair")
+            .arg(format!("{p}/-images: x={p}/stage/-img"))
+            .args(extra);
+        c
+    };
+    refresh(&["--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("would create from"));
+    assert_eq!(
+        origins(&format!("{p}/stage")).len(),
+        1,
+        "dry run made nothing"
+    );
+    refresh(&[]).assert().success();
+    let stage = format!("{p}/stage");
+    assert_eq!(
+        origins(&stage),
+        [
+            (stage.clone(), "-".to_owned()),
+            (format!("{p}/stage/-img"), format!("{p}/-images: x@a")),
+            (format!("{p}/stage/products"), format!("{p}/off products@a")),
+        ]
+    );
+    // Up to date: nothing changes.
+    refresh(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("up to date"));
+
+    // New common snapshot; a failing pre-swap hook keeps the old clones.
+    pool.apply("+ \"off products@b\"\n+ \"-images: x@b\"");
+    refresh(&["--pre-swap", "/bin/false"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("pre-swap hook failed"));
+    assert_eq!(
+        origins(&stage)[2],
+        (format!("{p}/stage/products"), format!("{p}/off products@a"))
+    );
+    assert_eq!(origins(&stage).len(), 3, "temporary clones removed");
+
+    // The real swap; the hook sees the targets by name, with no shell.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("post $(touch injected); x");
+    refresh(&["--post-swap", "/usr/bin/touch", marker.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("refreshed"));
+    assert!(marker.exists());
+    assert!(!std::path::Path::new("injected").exists());
+    assert_eq!(
+        origins(&stage),
+        [
+            (stage.clone(), "-".to_owned()),
+            (format!("{p}/stage/-img"), format!("{p}/-images: x@b")),
+            (format!("{p}/stage/products"), format!("{p}/off products@b")),
+        ]
+    );
+    zfsrepl()
+        .args(["clone", "list", &stage])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("staging").and(predicate::str::contains("off products@b")),
+        );
+
+    // A dataset we did not create, where a clone should go: refused, kept.
+    pool.apply("+ stage/other");
+    zfsrepl()
+        .args(["clone", "refresh", "other-spec", "--pair"])
+        .arg(format!("{p}/off products={p}/stage/other"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("refusing to replace"));
+    assert!(
+        origins(&stage)
+            .iter()
+            .any(|(n, o)| n.ends_with("/other") && o == "-")
+    );
+}
