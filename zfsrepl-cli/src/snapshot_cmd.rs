@@ -76,6 +76,9 @@ pub fn run(args: SnapshotArgs, zfs_bin: OsString) -> Result<ExitCode> {
                 let r = if i.recursive { " (recursive)" } else { "" };
                 writeln!(out, "take {}{r}: {}", i.snapshot, i.reason)?;
             }
+            for s in &plan.subtrees {
+                writeln!(out, "one `zfs snapshot -r {s}` takes that whole subtree")?;
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -2,7 +2,7 @@
 //! for which datasets, under which names) and a thin executor (hooks, then
 //! as few `zfs snapshot` processes as this ZFS allows).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
 use jiff::Timestamp;
@@ -55,6 +55,11 @@ pub struct TakePlan {
     pub now: Timestamp,
     /// The snapshots, grouped by entry, yearly first within a dataset.
     pub items: Vec<TakeItem>,
+    /// Whole subtrees whose every dataset takes the same name in this run
+    /// (the usual case for a per-child `recursive` entry): each is taken
+    /// with one `zfs snapshot -r`, which is also atomic, instead of one
+    /// snapshot per dataset where ZFS cannot batch them.
+    pub subtrees: Vec<SnapshotName>,
 }
 
 /// A dataset entry's schedule: counts per period, preferred times, names.
@@ -218,7 +223,48 @@ pub fn plan(policy: &Policy, listing: &[Dataset], now: Timestamp) -> Result<Take
             });
         }
     }
-    Ok(TakePlan { now, items })
+    let subtrees = whole_subtrees(listing, &items);
+    Ok(TakePlan {
+        now,
+        items,
+        subtrees,
+    })
+}
+
+/// The topmost datasets of `listing` whose whole subtree (every listed
+/// descendant and itself) has a non-recursive item with the same short
+/// name, paired with that name. A subtree of one dataset is left out: it
+/// gains nothing.
+fn whole_subtrees(listing: &[Dataset], items: &[TakeItem]) -> Vec<SnapshotName> {
+    let mut by_name: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for i in items.iter().filter(|i| !i.recursive) {
+        by_name
+            .entry(i.snapshot.snap())
+            .or_default()
+            .insert(i.snapshot.dataset_str());
+    }
+    let mut out = Vec::new();
+    for (short, set) in by_name {
+        let mut roots: Vec<&DatasetName> = Vec::new();
+        for d in listing {
+            if !set.contains(d.name.as_str()) || roots.iter().any(|r| d.name.is_within(r)) {
+                continue;
+            }
+            let mut size = 0usize;
+            let whole = listing
+                .iter()
+                .filter(|o| o.name.is_within(&d.name))
+                .all(|o| {
+                    size += 1;
+                    set.contains(o.name.as_str())
+                });
+            if whole && size > 1 {
+                roots.push(&d.name);
+            }
+        }
+        out.extend(roots.into_iter().filter_map(|r| r.snapshot(short).ok()));
+    }
+    out
 }
 
 /// The outcome of one snapshot.
@@ -331,7 +377,31 @@ pub fn execute<Z: ZfsWrite + ?Sized>(zfs: &Z, policy: &Policy, plan: &TakePlan) 
     for item in plain {
         batches.entry(item.snapshot.snap()).or_default().push(item);
     }
-    for (_, batch) in batches {
+    for (short, mut batch) in batches {
+        // Whole subtrees first: one `zfs snapshot -r` each.
+        for root in plan.subtrees.iter().filter(|r| r.snap() == short) {
+            let root_ds = root.dataset();
+            let (covered, rest): (Vec<&TakeItem>, Vec<&TakeItem>) = batch
+                .into_iter()
+                .partition(|i| i.snapshot.dataset().is_within(&root_ds));
+            batch = rest;
+            if covered.is_empty() {
+                continue;
+            }
+            if zfs.snapshot_recursive(root, &[]).is_ok() {
+                outcomes.extend(covered.into_iter().map(|i| TakeOutcome {
+                    item: i.clone(),
+                    result: Ok(()),
+                }));
+            } else {
+                // `-r` took none (a dataset appeared, a name exists...):
+                // take them the ordinary way, which says which failed.
+                batch.extend(covered);
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let snaps: Vec<SnapshotName> = batch.iter().map(|i| i.snapshot.clone()).collect();
         match zfs.snapshot(&snaps, &[]) {
             Ok(()) => outcomes.extend(batch.iter().map(|i| TakeOutcome {
@@ -385,6 +455,7 @@ mod tests {
     use super::*;
     use crate::model::FakeZfs;
     use crate::policy::parse_str;
+    use crate::zfs::ZfsRead;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -486,7 +557,41 @@ autosnap = false
         zfs.reset_calls();
         let r = execute(&zfs, &policy, &p);
         assert_eq!(r.failures(), 0);
-        assert_eq!(zfs.calls(), p.items.len() as u64);
+        // tank/off and its one child take the same three names: one
+        // `snapshot -r` per name; tank/vm is atomic (three more).
+        assert_eq!(p.items.len(), 9);
+        let subtrees: Vec<&str> = p.subtrees.iter().map(|s| s.dataset_str()).collect();
+        assert_eq!(subtrees, ["tank/off"; 3]);
+        assert_eq!(zfs.calls(), 6);
+        let names = |d: &str| {
+            zfs.list(&crate::zfs::ListSpec::all(vec![
+                DatasetName::parse(d).unwrap(),
+            ]))
+            .unwrap()[0]
+                .snapshots()
+                .count()
+        };
+        assert_eq!(names("tank/off/products"), 3);
+    }
+
+    #[test]
+    fn a_subtree_with_an_excluded_child_is_not_taken_with_r() {
+        let (zfs, policy) = setup();
+        let p = plan(&policy, &listing(&zfs, &policy), at("2026-11-22T05:00:00Z")).unwrap();
+        // tank/off/cache is excluded and tank/off/images takes no hourly.
+        assert!(
+            p.subtrees.iter().all(|s| s.dataset_str() != "tank/off"),
+            "{:?}",
+            p.subtrees
+        );
+        let r = execute(&zfs, &policy, &p);
+        assert_eq!(r.failures(), 0);
+        let cache = zfs
+            .list(&crate::zfs::ListSpec::all(vec![
+                DatasetName::parse("tank/off/cache").unwrap(),
+            ]))
+            .unwrap();
+        assert_eq!(cache[0].snapshots().count(), 0);
     }
 
     #[test]
