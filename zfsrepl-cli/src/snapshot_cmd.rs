@@ -160,6 +160,11 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
     let plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
         .map_err(anyhow::Error::msg)?;
+    let doomed: Vec<_> = plans
+        .iter()
+        .flat_map(|d| d.plan.destroy().cloned())
+        .collect();
+    let recursive = p::recursive_destroys(&listing, &doomed);
     let mut out = std::io::stdout().lock();
     if args.dry_run {
         if args.json {
@@ -169,13 +174,19 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
             for d in &plans {
                 writeln!(out, "{} (policy entry {}):\n{}", d.dataset, d.entry, d.plan)?;
             }
+            for r in &recursive {
+                writeln!(
+                    out,
+                    "one `zfs destroy -r {r}` destroys that name in the whole subtree"
+                )?;
+            }
             let n: usize = plans.iter().map(|d| d.plan.destroy_count()).sum();
             writeln!(out, "would destroy {n} snapshot(s)")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     let before = zfs.runner().invocations();
-    let report = p::execute(&zfs, &policy, &plans);
+    let report = p::execute_batched(&zfs, &policy, &plans, &recursive);
     let processes = zfs.runner().invocations() - before;
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

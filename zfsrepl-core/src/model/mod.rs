@@ -285,6 +285,10 @@ impl ZfsWrite for FakeZfs {
         self.state().destroy_snapshots(snapshots)
     }
 
+    fn destroy_snapshot_recursive(&self, snapshot: &SnapshotName) -> ZfsResult<()> {
+        self.state().destroy_snapshot_recursive(snapshot)
+    }
+
     fn destroy_dataset(&self, name: &DatasetName, recursive: bool) -> ZfsResult<()> {
         self.state().destroy_dataset(name, recursive)
     }

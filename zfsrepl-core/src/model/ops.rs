@@ -274,6 +274,36 @@ impl State {
         }
     }
 
+    /// `zfs destroy -r fs@name`: the snapshot `name` of `fs` and of every
+    /// descendant that has one, all or none (one process).
+    pub(crate) fn destroy_snapshot_recursive(&mut self, s: &SnapshotName) -> ZfsResult<()> {
+        self.count();
+        let op = format!("destroy -r {s}");
+        if self.snap(s).is_none() {
+            return Err(err(
+                &op,
+                K::NotFound,
+                "could not find any snapshots to destroy; check snapshot names.",
+            ));
+        }
+        let root = s.dataset();
+        let all: Vec<SnapshotName> = self
+            .datasets
+            .keys()
+            .filter(|d| d.is_within(&root))
+            .filter_map(|d| d.snapshot(s.snap()).ok())
+            .filter(|x| self.snap(x).is_some())
+            .collect();
+        for x in &all {
+            self.check_destroy_snapshot(&op, x)?;
+        }
+        for x in &all {
+            self.remove_snapshot(x);
+        }
+        self.tick();
+        Ok(())
+    }
+
     /// `zfs destroy fs@a,b,c` per dataset where ZFS has comma lists,
     /// otherwise `zfs destroy fs@a` per snapshot.
     pub(crate) fn destroy_snapshots(&mut self, snaps: &[SnapshotName]) -> Vec<DestroyOutcome> {

@@ -1,6 +1,8 @@
 //! Pruning for a policy: each dataset's keep rules from its settings, the
 //! pure planner per dataset, then one destroy batch and the pruning hooks.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
 use super::{KeepRule, Ownership, PrunePlan, RetentionGrid, SanoidCounts, SnapshotInfo, plan};
@@ -110,6 +112,37 @@ pub struct PruneReport {
     pub hooks: Vec<(DatasetName, HookOutcome)>,
 }
 
+/// The snapshots `zfs destroy -r` can take in one process each: `R@N`
+/// such that every dataset of `listing` within `R` that has a snapshot `N`
+/// has it in `doomed` (so `-r` destroys nothing the plans keep), covering at
+/// least two snapshots. Topmost roots only. Pure.
+#[must_use]
+pub fn recursive_destroys(listing: &[Dataset], doomed: &[SnapshotName]) -> Vec<SnapshotName> {
+    let doomed: BTreeSet<&str> = doomed.iter().map(SnapshotName::as_str).collect();
+    let mut by_name: BTreeMap<&str, Vec<&DatasetName>> = BTreeMap::new();
+    for ds in listing {
+        for v in ds.snapshots() {
+            by_name.entry(v.name.short()).or_default().push(&ds.name);
+        }
+    }
+    let mut out = Vec::new();
+    for (short, holders) in by_name {
+        let is_doomed = |d: &DatasetName| doomed.contains(format!("{d}@{short}").as_str());
+        let mut roots: Vec<&DatasetName> = Vec::new();
+        for d in &holders {
+            if !is_doomed(d) || roots.iter().any(|r| d.is_within(r)) {
+                continue;
+            }
+            let below: Vec<&&DatasetName> = holders.iter().filter(|o| o.is_within(d)).collect();
+            if below.len() > 1 && below.iter().all(|o| is_doomed(o)) {
+                roots.push(d);
+            }
+        }
+        out.extend(roots.into_iter().filter_map(|r| r.snapshot(short).ok()));
+    }
+    out
+}
+
 /// Destroys what the plans say, in one batch (comma-batched per dataset
 /// where ZFS can), then runs each entry's pruning hook once.
 pub fn execute<Z: ZfsWrite + ?Sized>(
@@ -117,7 +150,19 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
     policy: &Policy,
     plans: &[DatasetPrune],
 ) -> PruneReport {
-    let doomed: Vec<SnapshotName> = plans
+    execute_batched(zfs, policy, plans, &[])
+}
+
+/// [`execute`], destroying first each of `recursive` (from
+/// [`recursive_destroys`]) with one `zfs destroy -r`; where that fails or
+/// is not offered, its snapshots go the ordinary way.
+pub fn execute_batched<Z: ZfsWrite + ?Sized>(
+    zfs: &Z,
+    policy: &Policy,
+    plans: &[DatasetPrune],
+    recursive: &[SnapshotName],
+) -> PruneReport {
+    let mut doomed: Vec<SnapshotName> = plans
         .iter()
         .flat_map(|p| p.plan.destroy().cloned())
         .collect();
@@ -126,6 +171,17 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
         failed: Vec::new(),
         hooks: Vec::new(),
     };
+    for root in recursive {
+        let root_ds = root.dataset();
+        let covered = |s: &SnapshotName| s.snap() == root.snap() && s.dataset().is_within(&root_ds);
+        if !doomed.iter().any(|s| s == root) || zfs.destroy_snapshot_recursive(root).is_err() {
+            continue;
+        }
+        let (gone, rest): (Vec<SnapshotName>, Vec<SnapshotName>) =
+            doomed.into_iter().partition(|s| covered(s));
+        report.destroyed.extend(gone);
+        doomed = rest;
+    }
     for (snap, r) in zfs.destroy_snapshots(&doomed) {
         match r {
             Ok(()) => report.destroyed.push(snap),
@@ -180,6 +236,109 @@ mod tests {
     use crate::policy::parse_str;
     use crate::snapshot::take;
     use crate::zfs::ZfsRead as _;
+
+    fn names(zfs: &FakeZfs, d: &str) -> Vec<String> {
+        zfs.list(&crate::zfs::ListSpec::all(vec![
+            DatasetName::parse(d).unwrap(),
+        ]))
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            d.snapshots()
+                .map(|v| v.name.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    }
+
+    /// A name expiring on every dataset of a subtree goes with one
+    /// `zfs destroy -r`; a subtree where some holder of the name keeps it
+    /// (held, or not governed) is destroyed snapshot by snapshot.
+    #[test]
+    fn whole_subtrees_are_destroyed_with_one_recursive_destroy() {
+        let zfs = FakeZfs::with_capabilities(crate::zfs::Capabilities::zfs_fuse());
+        zfs.apply_fixture(
+            "+ tank\n+ tank/r\n+ tank/r/a\n+ \"tank/r/-b c\"\n+ tank/q\n+ tank/q/x\n+ tank/q/y\n",
+        )
+        .unwrap();
+        zfs.apply_fixture(
+            "+ tank/r@zfsrepl_2026-01-01_00:00:00_hourly\n+ tank/r/a@zfsrepl_2026-01-01_00:00:00_hourly\n+ \"tank/r/-b c@zfsrepl_2026-01-01_00:00:00_hourly\"\n+ tank/q@zfsrepl_2026-01-01_00:00:00_hourly\n+ tank/q/x@zfsrepl_2026-01-01_00:00:00_hourly\n+ tank/q/y@zfsrepl_2026-01-01_00:00:00_hourly hold=mine\n",
+        )
+        .unwrap();
+        let policy = parse_str(
+            "p.toml",
+            "version = 1\n[dataset.\"tank/r\"]\nrecursive = \"per-dataset\"\n\
+             hourly = 0\ndaily = 0\nmonthly = 0\n\
+             [dataset.\"tank/q\"]\nrecursive = \"per-dataset\"\nhourly = 0\ndaily = 0\nmonthly = 0\n",
+        );
+        let policy = match policy {
+            Ok(p) => p,
+            Err(d) => panic!("{d}"),
+        };
+        let (listing, _) = take::list_for(&zfs, &policy);
+        let plans = plan_policy(&policy, &listing, &[], &|_| None, 2_000_000_000).unwrap();
+        let doomed: Vec<SnapshotName> = plans
+            .iter()
+            .flat_map(|p| p.plan.destroy().cloned())
+            .collect();
+        assert_eq!(doomed.len(), 5, "{doomed:?}");
+        let rec = recursive_destroys(&listing, &doomed);
+        let rec: Vec<&str> = rec.iter().map(SnapshotName::as_str).collect();
+        // tank/q/y@zfsrepl_2026-01-01_00:00:00_hourly is held: tank/q cannot go with -r (tank/q/x alone
+        // gains nothing).
+        assert_eq!(rec, ["tank/r@zfsrepl_2026-01-01_00:00:00_hourly"]);
+        zfs.reset_calls();
+        let recursive: Vec<SnapshotName> = rec
+            .iter()
+            .map(|s| SnapshotName::parse(s).unwrap())
+            .collect();
+        let r = execute_batched(&zfs, &policy, &plans, &recursive);
+        assert_eq!(r.destroyed.len(), 5, "{r:?}");
+        assert!(r.failed.is_empty());
+        // One -r for the three of tank/r, one each for tank/q and tank/q/x.
+        assert_eq!(zfs.calls(), 3);
+        assert_eq!(
+            names(&zfs, "tank/q"),
+            ["tank/q/y@zfsrepl_2026-01-01_00:00:00_hourly"]
+        );
+        assert!(names(&zfs, "tank/r").is_empty());
+    }
+
+    proptest::proptest! {
+        /// `zfs destroy -r R@N` is only proposed when every holder of `N`
+        /// within `R` is doomed: it never destroys what a plan keeps.
+        #[test]
+        fn recursive_destroys_cover_only_doomed_snapshots(
+            have in proptest::collection::vec(proptest::prelude::any::<(bool, bool)>(), 5),
+            doom in proptest::collection::vec(proptest::prelude::any::<(bool, bool)>(), 5),
+        ) {
+            let names = ["t", "t/a", "t/a/b", "t/a b", "t/c"];
+            let zfs = FakeZfs::from_fixture("+ t\n+ t/a\n+ t/a/b\n+ \"t/a b\"\n+ t/c\n");
+            let mut doomed = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                for (k, (has, dies)) in [(have[i].0, doom[i].0), (have[i].1, doom[i].1)].into_iter().enumerate() {
+                    if has {
+                        zfs.apply_fixture(&format!("+ \"{n}@s{k}\"")).unwrap();
+                        if dies {
+                            doomed.push(SnapshotName::parse(&format!("{n}@s{k}")).unwrap());
+                        }
+                    }
+                }
+            }
+            let listing = zfs
+                .list(&crate::zfs::ListSpec::all(vec![DatasetName::parse("t").unwrap()]))
+                .unwrap();
+            for r in recursive_destroys(&listing, &doomed) {
+                let root = r.dataset();
+                for d in listing.iter().filter(|d| d.name.is_within(&root)) {
+                    if d.snapshots().any(|v| v.name.short() == r.snap()) {
+                        let s = d.name.snapshot(r.snap()).unwrap();
+                        proptest::prop_assert!(doomed.contains(&s), "{r} would destroy kept {s}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Hourly runs of take + prune for three days with hourly=4 daily=2:
     /// sanoid's steady state (N+1 of each), and a foreign snapshot survives.

@@ -346,6 +346,14 @@ impl<R: Runner> ZfsWrite for ZfsCli<R> {
         self.run(&format!("snapshot -r {snapshot}"), args).map(drop)
     }
 
+    fn destroy_snapshot_recursive(&self, snapshot: &SnapshotName) -> ZfsResult<()> {
+        self.run(
+            &format!("destroy -r {snapshot}"),
+            os(["destroy", "-r", "--", snapshot.as_str()]),
+        )
+        .map(drop)
+    }
+
     fn destroy_snapshots(&self, snapshots: &[SnapshotName]) -> Vec<DestroyOutcome> {
         let one = |s: &SnapshotName| -> DestroyOutcome {
             let r = self
@@ -557,6 +565,7 @@ fn finish_child(child: Child, op: String, host: Option<String>, remote: bool) ->
 impl CliSendStream {
     /// Wraps a running child whose stdout is the stream (for test doubles
     /// that run other programs as senders).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn from_child(child: Child, op: String) -> Self {
         Self {
             child,
@@ -568,6 +577,7 @@ impl CliSendStream {
 
 impl CliRecvSink {
     /// Wraps a running local child whose stdin is the sink.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn from_child(child: Child, op: String) -> Self {
         Self {
             child,

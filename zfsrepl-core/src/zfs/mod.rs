@@ -263,6 +263,23 @@ pub trait ZfsWrite {
     /// one outcome per snapshot (all failures, not just the first).
     fn destroy_snapshots(&self, snapshots: &[SnapshotName]) -> Vec<DestroyOutcome>;
 
+    /// Destroys the snapshot named like `snapshot` in its dataset and in
+    /// every descendant that has one (`zfs destroy -r fs@name`), all or
+    /// none. Callers check first that every such snapshot is theirs to
+    /// destroy.
+    ///
+    /// # Errors
+    /// When any of them cannot be destroyed (none is then destroyed), or
+    /// [`ZfsErrorKind::Unsupported`] from implementations without it (the
+    /// default): callers fall back to [`ZfsWrite::destroy_snapshots`].
+    fn destroy_snapshot_recursive(&self, snapshot: &SnapshotName) -> ZfsResult<()> {
+        Err(ZfsError::new(
+            format!("destroy -r {snapshot}"),
+            ZfsErrorKind::Unsupported,
+            "recursive snapshot destroy is not offered here",
+        ))
+    }
+
     /// Destroys a filesystem or volume; with `recursive`, also its children
     /// and snapshots (never clones elsewhere: no `-R`).
     ///
