@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cli;
 pub mod error;
 pub mod parse;
+pub mod resume;
 pub mod runner;
 pub mod stderr;
 
