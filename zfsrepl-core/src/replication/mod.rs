@@ -44,6 +44,7 @@
 pub mod diff;
 pub mod execute;
 pub mod plan;
+pub mod sync;
 
 #[cfg(test)]
 mod fixture;
@@ -56,3 +57,4 @@ pub use plan::{
     ReplicationPolicy, ResumeToken, ResumeTokenInfo, Rollback, SYNC_PREFIX, SnapshotFilter, Step,
     TreeInput, plan_dataset, plan_tree, sync_snapshot_prefix,
 };
+pub use sync::{SideCleanup, SyncJob, plan_side_cleanup, sanitize_component};
