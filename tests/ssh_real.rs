@@ -228,9 +228,9 @@ fn copy<S: SendStream, R: RecvSink>(mut send: S, mut recv: R) {
 /// an incremental, then nothing to do.
 #[test]
 fn replicate_a_tree_over_ssh() {
-    use zfsrepl_core::replication::execute::execute;
+    use zfsrepl_core::replication::execute::{ExecOptions, execute};
     use zfsrepl_core::replication::{ReplicationPolicy, TreeInput, plan_tree};
-    use zfsrepl_core::stream::{CancelToken, CopyOptions, NoProgress};
+    use zfsrepl_core::stream::{CancelToken, NoProgress};
 
     let sshd = Sshd::start();
     let src = TestPool::new();
@@ -246,26 +246,23 @@ fn replicate_a_tree_over_ssh() {
         let target = remote
             .list(&ListSpec::all(vec![droot.clone()]))
             .unwrap_or_default();
-        let plan = plan_tree(
-            &TreeInput {
-                source_root: sroot.clone(),
-                target_root: droot.clone(),
-                source,
-                target,
-                target_modified: Default::default(),
-                resume_tokens: Default::default(),
-            },
-            &ReplicationPolicy::default(),
-            remote.capabilities(),
-        );
+        let input = TreeInput {
+            source_root: sroot.clone(),
+            target_root: droot.clone(),
+            source,
+            target,
+            target_modified: Default::default(),
+            resume_tokens: Default::default(),
+        };
+        let plan = plan_tree(&input, &ReplicationPolicy::default(), remote.capabilities());
         let steps: usize = plan.datasets.iter().map(|d| d.steps().len()).sum();
         assert_eq!(steps, expect_steps, "{plan:#?}");
         let r = execute(
             &local,
             &remote,
-            remote.capabilities(),
+            &input,
             &plan,
-            &CopyOptions::default(),
+            &ExecOptions::default(),
             &NoProgress,
             &CancelToken::new(),
         );

@@ -43,9 +43,13 @@
 
 pub mod diff;
 pub mod execute;
+pub mod gather;
 pub mod plan;
 pub mod sync;
 
+#[cfg(all(test, feature = "test-util"))]
+#[allow(clippy::unwrap_used)]
+mod exec_tests;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]

@@ -177,10 +177,8 @@ pub fn plan_side_cleanup(
                 }
                 out.destroy.push(s.clone());
             }
-            VersionName::Snapshot(s) if Some(short) == previous_base => {
-                if v.userrefs != Some(0) {
-                    out.release.push(s.clone());
-                }
+            VersionName::Snapshot(s) if Some(short) == previous_base && v.userrefs != Some(0) => {
+                out.release.push(s.clone());
             }
             VersionName::Bookmark(b) if short != new_base && job.owns(short) => {
                 out.destroy_bookmarks.push(b.clone());

@@ -748,6 +748,18 @@ impl<R: Runner> ZfsStream for ZfsCli<R> {
         })
     }
 
+    fn send_estimate(&self, spec: &SendSpec) -> ZfsResult<Option<u64>> {
+        if !self.caps.send_estimate {
+            return Ok(None);
+        }
+        let mut args = self.send_args(spec)?;
+        args.insert(1, "-nvP".into());
+        let o = self.run("send estimate", args)?;
+        // OpenZFS prints the dry run on stdout (2.x) or stderr (0.x).
+        let text = format!("{}\n{}", String::from_utf8_lossy(&o.stdout), o.stderr);
+        Ok(parse_send_estimate(&text))
+    }
+
     fn receive(&self, spec: &RecvSpec) -> ZfsResult<CliRecvSink> {
         let argv = self.argv(self.recv_args(spec)?);
         let op = format!("receive {}", display_argv(&argv[2..]));
@@ -765,10 +777,47 @@ impl<R: Runner> ZfsStream for ZfsCli<R> {
     }
 }
 
+/// The total of a `zfs send -nvP` dry run: its `size\t<bytes>` line.
+#[must_use]
+pub fn parse_send_estimate(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("size\t"))
+        .find_map(|v| v.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::zfs::runner::ScriptedRunner;
+
+    #[test]
+    fn send_estimate_reads_the_size_line() {
+        // OpenZFS 2.x `zfs send -nvP -i @1 zroot/test/a@2` and a resumed one.
+        assert_eq!(
+            parse_send_estimate("incremental\t1\tzroot/test/a@2\t10511856\nsize\t10511856\n"),
+            Some(10_511_856)
+        );
+        assert_eq!(
+            parse_send_estimate(
+                "resume token contents:\nnvlist version: 0\n\tobject = 0x2\nfull\tzroot/test/a@1\t5389768\n"
+            ),
+            None
+        );
+        let r = ScriptedRunner::new();
+        r.on("-nvP", 0, "full\tp/a@s\t4096\nsize\t4096\n", "");
+        let zfs = ZfsCli::with_capabilities(&r, "zfs", Capabilities::openzfs());
+        let spec = SendSpec {
+            source: SendSource::Full {
+                snapshot: SnapshotName::parse("p/a@s").unwrap(),
+            },
+            flags: crate::zfs::SendFlags::default(),
+        };
+        assert_eq!(zfs.send_estimate(&spec).unwrap(), Some(4096));
+        assert_eq!(r.calls()[0], ["send", "-nvP", "--", "p/a@s"]);
+        let fuse = ZfsCli::with_capabilities(&r, "zfs", Capabilities::zfs_fuse());
+        assert_eq!(fuse.send_estimate(&spec).unwrap(), None);
+        assert_eq!(r.invocations(), 1);
+    }
 
     fn snap(s: &str) -> SnapshotName {
         SnapshotName::parse(s).unwrap()
