@@ -68,6 +68,32 @@ pub struct SendArgs {
     /// Set readonly=on on the target's top dataset.
     #[arg(long)]
     pub readonly: bool,
+    /// Compress the ssh leg: `none`, `zstd` (level 3) or `zstd:N`. In bare
+    /// ssh mode zfsrepl compresses in-process and the target host runs
+    /// `zstd -dc | zfs receive` (it needs a `zstd` binary; checked first).
+    #[arg(long, value_name = "ALGO", default_value = "none", value_parser = parse_compress)]
+    pub compress: Compress,
+}
+
+/// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// Plain streams.
+    None,
+    /// zstd at this level (1..=19).
+    Zstd(i32),
+}
+
+fn parse_compress(s: &str) -> Result<Compress, String> {
+    match s.split_once(':') {
+        None if s == "none" => Ok(Compress::None),
+        None if s == "zstd" => Ok(Compress::Zstd(3)),
+        Some(("zstd", n)) => match n.parse::<i32>() {
+            Ok(l) if (1..=19).contains(&l) => Ok(Compress::Zstd(l)),
+            _ => Err(format!("zstd level must be 1..=19, not {n:?}")),
+        },
+        _ => Err(format!("expected none, zstd or zstd:LEVEL, not {s:?}")),
+    }
 }
 
 /// Splits `[user@]host:pool/ds` from `pool/ds`. A `:` counts as the host
@@ -91,6 +117,31 @@ fn side(s: &str, a: &SendArgs) -> Result<(Box<dyn Runner>, DatasetName)> {
         }
     };
     Ok((runner, ds))
+}
+
+/// Bare-ssh compression: only the push leg (a target over ssh), whose host
+/// must have `zstd` to decompress.
+fn compress_leg(
+    src: &ZfsCli<Box<dyn Runner>>,
+    dst: &mut ZfsCli<Box<dyn Runner>>,
+    level: i32,
+) -> Result<()> {
+    let remote = |z: &ZfsCli<Box<dyn Runner>>| z.runner().host().label();
+    match (remote(src), remote(dst)) {
+        (_, Some(host)) => {
+            if !dst.has_remote_zstd()? {
+                anyhow::bail!(
+                    "--compress zstd: {host} has no `zstd` to decompress with; install it, or use --compress none"
+                );
+            }
+            dst.set_receive_compression(Some(level));
+        }
+        (Some(host), None) => anyhow::bail!(
+            "--compress in bare ssh mode compresses a target over ssh; the source {host} is remote (pull) and is sent plain: use --compress none"
+        ),
+        (None, None) => eprintln!("--compress: both sides are local, nothing to compress"),
+    }
+    Ok(())
 }
 
 /// This run's job and target: `--job` or the source spec, and the target
@@ -247,7 +298,10 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let (sr, src_ds) = side(&a.src, &a)?;
     let (dr, dst_ds) = side(&a.dst, &a)?;
     let src = ZfsCli::probe(sr, zfs_bin.clone())?;
-    let dst = ZfsCli::probe(dr, zfs_bin)?;
+    let mut dst = ZfsCli::probe(dr, zfs_bin)?;
+    if let Compress::Zstd(level) = a.compress {
+        compress_leg(&src, &mut dst, level)?;
+    }
     let job = sync_job(&a);
     let mut out = std::io::stdout().lock();
     if !a.no_sync_snap {

@@ -469,3 +469,14 @@ fn send_with_sync_snapshots_jobs_and_readonly() {
         "the other job's hold"
     );
 }
+
+#[test]
+fn send_compress_is_none_zstd_or_zstd_level() {
+    for bad in ["zstd:99", "gzip", "zstd:x"] {
+        zfsrepl()
+            .args(["send", "--compress", bad, "a/b", "c/d"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--compress"));
+    }
+}
