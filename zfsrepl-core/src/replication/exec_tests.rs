@@ -346,3 +346,41 @@ fn zfs_fuse_gets_the_canmount_fixup_and_readonly() {
         .unwrap();
     assert_eq!(l[0].versions[0].userrefs, Some(1));
 }
+
+#[test]
+fn the_base_bookmark_keeps_incrementals_going_when_the_snapshot_is_gone() {
+    let src = FakeZfs::from_fixture("+ tank\n+ tank/data\n~ tank/data\n");
+    let dst = FakeZfs::from_fixture("+ back\n");
+    let j = job();
+    assert_eq!(run(&src, &dst, Some(1), false).report.failures(), 0);
+    // Someone releases our hold and destroys the source's base snapshot.
+    let base = ds("tank/data").snapshot(&j.snapshot_name(at(1))).unwrap();
+    src.release(&j.hold_tag(), std::slice::from_ref(&base))
+        .unwrap();
+    assert!(
+        src.destroy_snapshots(std::slice::from_ref(&base))[0]
+            .1
+            .is_ok()
+    );
+    src.write("tank/data", 100);
+    let r = run(&src, &dst, Some(2), false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    let step = &r.plan.datasets[0].steps()[0];
+    assert!(
+        step.from
+            .as_ref()
+            .is_some_and(crate::zfs::VersionName::is_bookmark),
+        "{step}"
+    );
+    assert_eq!(snaps(&dst, "back/data"), vec![j.snapshot_name(at(2))]);
+    // The old bookmark went with the cleanup; the new one is there.
+    let dump = src.dump();
+    assert!(
+        !dump.contains(&format!("#{}", j.snapshot_name(at(1)))),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(&format!("#{}", j.snapshot_name(at(2)))),
+        "{dump}"
+    );
+}

@@ -7,7 +7,11 @@
 //! - [`plan`]: [`plan_dataset`] and [`plan_tree`] turn listings, a
 //!   [`ReplicationPolicy`] and the [`Capabilities`](crate::Capabilities) of
 //!   the hosts into a serializable [`DatasetPlan`] / [`ReplicationPlan`]
-//!   for `--dry-run --json` and for the executor.
+//!   for `--dry-run --json` and for the executor;
+//! - [`gather`]: the planner's input read from both sides (listings,
+//!   modified targets, decoded resume tokens);
+//! - [`sync`]: sync-snapshot names, hold tags and the pure cleanup plan;
+//! - [`execute`]: running a plan safely, then holding and cleaning up.
 //!
 //! The algorithm, the conflict cases and the invariants the tests check are
 //! in `docs/design/replication.md`.

@@ -133,7 +133,7 @@ impl ReplicationPolicy {
 }
 
 /// What a target's `receive_resume_token` says, decoded by the caller
-/// (`zfs send -nvt TOKEN` prints it; the planner does not parse tokens).
+/// ([`crate::zfs::resume::decode_resume_token`]; the planner does not parse tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeTokenInfo {
     /// The base of the interrupted stream (`fromguid`); `None` for a full
