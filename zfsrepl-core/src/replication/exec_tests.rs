@@ -384,3 +384,44 @@ fn the_base_bookmark_keeps_incrementals_going_when_the_snapshot_is_gone() {
         "{dump}"
     );
 }
+
+/// The `zfs` processes of a second run on a tree of `k` children: (source,
+/// target).
+fn second_run_calls(k: usize) -> (u64, u64) {
+    let mut fx = String::from("+ tank\n+ tank/data\n~ tank/data\n");
+    for i in 0..k {
+        fx.push_str(&format!("+ tank/data/c{i}\n~ tank/data/c{i}\n"));
+    }
+    let src = FakeZfs::from_fixture(&fx);
+    let dst = FakeZfs::from_fixture("+ back\n");
+    assert_eq!(run(&src, &dst, Some(1), false).report.failures(), 0);
+    src.reset_calls();
+    dst.reset_calls();
+    let r = run(&src, &dst, Some(2), false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    assert_eq!(
+        r.report
+            .datasets
+            .iter()
+            .map(|d| d.cleaned.len())
+            .sum::<usize>(),
+        3 * (k + 1)
+    );
+    (src.calls(), dst.calls())
+}
+
+#[test]
+fn holds_and_releases_cost_one_process_per_side_whatever_the_tree() {
+    let (s4, d4) = second_run_calls(4);
+    let (s8, d8) = second_run_calls(8);
+    // Per dataset the source runs one send, one bookmark, one destroy of
+    // the old snapshot and one of the old bookmark; the target one receive
+    // and one destroy. Listing, the modified check, the sync snapshot, the
+    // hold and the release do not grow with the tree.
+    assert_eq!((s8 - s4) / 4, 4, "source: {s4} then {s8}");
+    assert_eq!((d8 - d4) / 4, 2, "target: {d4} then {d8}");
+    // Fixed: source snapshot -r, list, hold, release; target list, get
+    // written, hold, release.
+    assert_eq!(s4, 4 * 5 + 4);
+    assert_eq!(d4, 2 * 5 + 4);
+}

@@ -153,6 +153,10 @@ where
 {
     let mut report = ExecReport::default();
     let mut failed: Vec<DatasetName> = Vec::new();
+    // Per side, the cleanups of the datasets that succeeded, run together
+    // at the end: one `zfs hold` and one `zfs release` per side however
+    // many datasets (one by one only where a batch fails).
+    let (mut src_todo, mut dst_todo) = (Vec::new(), Vec::new());
     for dp in &plan.datasets {
         let mut out = DatasetOutcome {
             source: dp.source.clone(),
@@ -177,9 +181,10 @@ where
         match run_dataset(src, dst, dp, kind, opts, progress, cancel, &mut out) {
             Ok(()) => {
                 if let Some(job) = &opts.sync
-                    && !dp.steps().is_empty()
+                    && let Some((s, d)) = plan_cleanup(src, input, dp, job, &mut out)
                 {
-                    cleanup(src, dst, input, dp, job, &mut out);
+                    src_todo.push((report.datasets.len(), s));
+                    dst_todo.push((report.datasets.len(), d));
                 }
             }
             Err(e) => {
@@ -188,6 +193,10 @@ where
             }
         }
         report.datasets.push(out);
+    }
+    if let Some(job) = &opts.sync {
+        run_side(src, &job.hold_tag(), &src_todo, &mut report);
+        run_side(dst, &job.hold_tag(), &dst_todo, &mut report);
     }
     if opts.readonly {
         let root_ok = report
@@ -352,21 +361,19 @@ fn target_after(input: &TreeInput, dp: &DatasetPlan, source: &[Version]) -> Vec<
     out
 }
 
-/// Holds, releases and destroys after a dataset's successful transfer.
-fn cleanup<S, D>(
+/// The cleanup of both sides after a dataset's successful transfer (and
+/// the bookmark of the new base, made right away); `None` without steps.
+fn plan_cleanup<S>(
     src: &S,
-    dst: &D,
     input: &TreeInput,
     dp: &DatasetPlan,
     job: &SyncJob,
     out: &mut DatasetOutcome,
-) where
+) -> Option<(SideCleanup, SideCleanup)>
+where
     S: ZfsRead + ZfsWrite + ?Sized,
-    D: ZfsRead + ZfsWrite + ?Sized,
 {
-    let (Some(first), Some(last)) = (dp.steps().first(), dp.steps().last()) else {
-        return;
-    };
+    let (first, last) = (dp.steps().first()?, dp.steps().last()?);
     let new_base = last.to.snap().to_owned();
     let previous = first
         .from
@@ -396,50 +403,91 @@ fn cleanup<S, D>(
     {
         out.warnings.push(e.to_string());
     }
-    run_side(src, &job.hold_tag(), &src_plan, out);
-    run_side(dst, &job.hold_tag(), &dst_plan, out);
+    Some((src_plan, dst_plan))
 }
 
-/// One side's cleanup: hold the new base first, then release the tag from
-/// the old ones, then destroy. Errors become warnings.
+/// Runs `op` on all of `snaps` at once, and one by one where the batch
+/// fails (`zfs hold`/`release` are all-or-nothing); errors of kind
+/// `ignore` are expected (a tag already there, or not there).
+fn batch<Z: ?Sized>(
+    z: &Z,
+    snaps: &[SnapshotName],
+    ignore: ZfsErrorKind,
+    op: impl Fn(&Z, &[SnapshotName]) -> ZfsResult<()>,
+    warnings: &mut Vec<String>,
+) {
+    if snaps.is_empty() || op(z, snaps).is_ok() {
+        return;
+    }
+    for s in snaps {
+        if let Err(e) = op(z, std::slice::from_ref(s))
+            && e.kind != ignore
+        {
+            warnings.push(e.to_string());
+        }
+    }
+}
+
+/// One side's cleanup for every dataset that succeeded: hold the new bases
+/// first, then release the tag from the old ones, then destroy.
 fn run_side<Z: ZfsRead + ZfsWrite + ?Sized>(
     z: &Z,
     tag: &str,
-    plan: &SideCleanup,
-    out: &mut DatasetOutcome,
+    todo: &[(usize, SideCleanup)],
+    report: &mut ExecReport,
 ) {
-    let holds = z.capabilities().holds;
-    let mut warn = |r: ZfsResult<()>, ignore: ZfsErrorKind| {
-        if let Err(e) = r
-            && e.kind != ignore
-        {
-            out.warnings.push(e.to_string());
-        }
+    if todo.is_empty() {
+        return;
+    }
+    if z.capabilities().holds {
+        let holds: Vec<SnapshotName> = todo.iter().filter_map(|(_, c)| c.hold.clone()).collect();
+        let releases: Vec<SnapshotName> = todo
+            .iter()
+            .flat_map(|(_, c)| c.release.iter().cloned())
+            .collect();
+        let w = &mut report.warnings;
+        batch(
+            z,
+            &holds,
+            ZfsErrorKind::AlreadyExists,
+            |z, s| z.hold(tag, s),
+            w,
+        );
+        batch(
+            z,
+            &releases,
+            ZfsErrorKind::NotFound,
+            |z, s| z.release(tag, s),
+            w,
+        );
+    }
+    let destroys: Vec<SnapshotName> = todo
+        .iter()
+        .flat_map(|(_, c)| c.destroy.iter().cloned())
+        .collect();
+    let owner = |name: &str| {
+        todo.iter()
+            .find(|(_, c)| {
+                c.destroy.iter().any(|s| s.as_str() == name)
+                    || c.destroy_bookmarks.iter().any(|b| b.as_str() == name)
+            })
+            .map(|(i, _)| *i)
     };
-    if holds {
-        if let Some(h) = &plan.hold {
-            warn(
-                z.hold(tag, std::slice::from_ref(h)),
-                ZfsErrorKind::AlreadyExists,
-            );
-        }
-        for r in &plan.release {
-            warn(
-                z.release(tag, std::slice::from_ref(r)),
-                ZfsErrorKind::NotFound,
-            );
+    for (name, r) in z.destroy_snapshots(&destroys) {
+        if let Some(d) = owner(name.as_str()).and_then(|i| report.datasets.get_mut(i)) {
+            match r {
+                Ok(()) => d.cleaned.push(name.to_string()),
+                Err(e) => d.warnings.push(e.to_string()),
+            }
         }
     }
-    for (name, r) in z.destroy_snapshots(&plan.destroy) {
-        match r {
-            Ok(()) => out.cleaned.push(name.to_string()),
-            Err(e) => out.warnings.push(e.to_string()),
-        }
-    }
-    for b in &plan.destroy_bookmarks {
-        match z.destroy_bookmark(b) {
-            Ok(()) => out.cleaned.push(b.to_string()),
-            Err(e) => out.warnings.push(e.to_string()),
+    for b in todo.iter().flat_map(|(_, c)| c.destroy_bookmarks.iter()) {
+        let r = z.destroy_bookmark(b);
+        if let Some(d) = owner(b.as_str()).and_then(|i| report.datasets.get_mut(i)) {
+            match r {
+                Ok(()) => d.cleaned.push(b.to_string()),
+                Err(e) => d.warnings.push(e.to_string()),
+            }
         }
     }
 }
