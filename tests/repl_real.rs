@@ -409,3 +409,70 @@ fn cleanup_spares_foreign_snapshots_and_releases_holds() {
     let tag = job().hold_tag();
     zfs.release(&tag, &[sroot2.snapshot("b").unwrap()]).unwrap();
 }
+
+/// zfs-fuse has no `written`: a target written to since its latest
+/// snapshot is seen by its `referenced` once the pool committed the write
+/// (a snapshot anywhere in the pool forces that). It is a conflict, with
+/// nothing received or destroyed, until `force_rollback`.
+#[test]
+fn a_modified_target_is_refused_unless_force_rollback() {
+    let src = TestPool::new();
+    let dst = TestPool::mounted();
+    src.apply("+ data\n+ data@a");
+    let zfs = src.zfs();
+    let (sroot, droot) = (src.ds("data"), dst.ds("copy"));
+    let none = |_: u64, _: Duration| {};
+    let plain = || {
+        run_with(
+            &zfs,
+            &sroot,
+            &droot,
+            true,
+            CopyOptions::default(),
+            &none,
+            &CancelToken::new(),
+        )
+    };
+    assert_eq!(plain().1.failures(), 0);
+    let out = Command::new("zfs")
+        .args(["mount", droot.as_str()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dst.write("copy", "local edit", 300_000);
+    dst.apply("+ flush\n+ flush@txg");
+    src.apply("+ data@b");
+    let input = gather_tree_input(&zfs, &zfs, &sroot, &droot, true).unwrap();
+    assert!(input.target_modified.contains(&droot), "{input:#?}");
+    let (plan, r) = plain();
+    assert!(plan.datasets[0].conflict().is_some(), "{plan:#?}");
+    assert!(
+        r.datasets[0].error.as_deref().unwrap().contains("modified"),
+        "{r:#?}"
+    );
+    assert_eq!(names(&zfs, &droot), ["a"]);
+    // With force_rollback: rolled back to @a, then @b received.
+    let policy = ReplicationPolicy {
+        force_rollback: true,
+        sync_prefix: Some(job().prefix()),
+        ..ReplicationPolicy::default()
+    };
+    let input = gather_tree_input(&zfs, &zfs, &sroot, &droot, true).unwrap();
+    let plan = plan_tree(&input, &policy, zfs.capabilities());
+    assert!(plan.datasets[0].rollback.is_some(), "{plan:#?}");
+    let r = execute(
+        &zfs,
+        &zfs,
+        &input,
+        &plan,
+        &ExecOptions::default(),
+        &zfsrepl_core::stream::NoProgress,
+        &CancelToken::new(),
+    );
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    assert_eq!(names(&zfs, &droot), ["a", "b"]);
+}
