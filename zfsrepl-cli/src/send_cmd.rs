@@ -253,26 +253,31 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1_048_576.0
 }
 
+/// One progress line: bytes, rate, and the ETA where the size is known.
+fn progress_line(bytes: u64, elapsed: Duration, estimate: Option<u64>) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = bytes as f64 / secs;
+    let eta = match estimate {
+        Some(total) if rate > 0.0 && total > bytes => {
+            format!(", ETA {:.0}s", (total - bytes) as f64 / rate)
+        }
+        _ => String::new(),
+    };
+    let of = estimate.map_or(String::new(), |t| format!(" of {:.1}", mib(t)));
+    format!(
+        "{:.1}{of} MiB, {:.1} MiB/s{eta}",
+        mib(bytes),
+        rate / 1_048_576.0
+    )
+}
+
 impl Progress for TermProgress {
     fn update(&self, bytes: u64, elapsed: Duration) {
         if !self.tty {
             return;
         }
-        let secs = elapsed.as_secs_f64().max(0.001);
-        let rate = bytes as f64 / secs;
         let estimate = self.step.lock().map(|s| s.0).unwrap_or(None);
-        let eta = match estimate {
-            Some(total) if rate > 0.0 && total > bytes => {
-                format!(", ETA {:.0}s", (total - bytes) as f64 / rate)
-            }
-            _ => String::new(),
-        };
-        let of = estimate.map_or(String::new(), |t| format!(" of {:.1}", mib(t)));
-        eprint!(
-            "\r{:.1}{of} MiB, {:.1} MiB/s{eta}      ",
-            mib(bytes),
-            rate / 1_048_576.0
-        );
+        eprint!("\r{}      ", progress_line(bytes, elapsed, estimate));
     }
 }
 
@@ -357,4 +362,62 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_shows_the_eta_only_with_an_estimate() {
+        let two_s = Duration::from_secs(2);
+        assert_eq!(
+            progress_line(4 << 20, two_s, Some(10 << 20)),
+            "4.0 of 10.0 MiB, 2.0 MiB/s, ETA 3s"
+        );
+        // zfs-fuse: no `send -nvP`, bytes and rate only.
+        assert_eq!(progress_line(4 << 20, two_s, None), "4.0 MiB, 2.0 MiB/s");
+    }
+
+    #[test]
+    fn compress_values() {
+        assert_eq!(parse_compress("none"), Ok(Compress::None));
+        assert_eq!(parse_compress("zstd"), Ok(Compress::Zstd(3)));
+        assert_eq!(parse_compress("zstd:19"), Ok(Compress::Zstd(19)));
+        assert!(parse_compress("zstd:0").is_err());
+        assert!(parse_compress("lz4").is_err());
+    }
+
+    #[test]
+    fn job_names_default_to_the_source_and_sanitise() {
+        let a = SendArgs {
+            src: "tank/data".into(),
+            dst: "root@ovh3:rpool/b".into(),
+            recursive: false,
+            dry_run: false,
+            json: false,
+            all_snapshots: false,
+            bwlimit: None,
+            ssh_port: None,
+            ssh_key: None,
+            ssh_options: Vec::new(),
+            no_sync_snap: false,
+            force_rollback: false,
+            job: None,
+            readonly: false,
+            compress: Compress::None,
+        };
+        assert_eq!(
+            sync_job(&a).prefix(),
+            "zfsrepl_sync_tank-data_root-ovh3:rpool-b_"
+        );
+        let named = SendArgs {
+            job: Some("nightly".into()),
+            ..a
+        };
+        assert_eq!(
+            sync_job(&named).hold_tag(),
+            "zfsrepl:nightly:root-ovh3:rpool-b"
+        );
+    }
 }

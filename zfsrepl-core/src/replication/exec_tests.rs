@@ -425,3 +425,24 @@ fn holds_and_releases_cost_one_process_per_side_whatever_the_tree() {
     assert_eq!(s4, 4 * 5 + 4);
     assert_eq!(d4, 2 * 5 + 4);
 }
+
+#[test]
+fn without_written_a_modified_target_is_seen_by_referenced() {
+    let src = FakeZfs::with_capabilities(Capabilities::zfs_fuse());
+    src.apply_fixture("+ tank\n+ tank/data\n~ tank/data\n+ tank/data@a\n")
+        .unwrap();
+    let dst = FakeZfs::with_capabilities(Capabilities::zfs_fuse());
+    dst.apply_fixture("+ back\n+ back/data\n~ back/data\n+ back/data@x\n+ back/empty\n")
+        .unwrap();
+    let gather = || {
+        gather_tree_input(&src, &dst, &ds("tank/data"), &ds("back"), true)
+            .unwrap()
+            .target_modified
+    };
+    assert!(gather().is_empty());
+    dst.write("back/data", 10);
+    dst.write("back/empty", 10);
+    // A dataset without snapshots is never "modified": nothing is received
+    // onto it incrementally.
+    assert_eq!(gather().into_iter().collect::<Vec<_>>(), [ds("back/data")]);
+}
