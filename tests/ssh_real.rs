@@ -228,9 +228,9 @@ fn copy<S: SendStream, R: RecvSink>(mut send: S, mut recv: R) {
 /// an incremental, then nothing to do.
 #[test]
 fn replicate_a_tree_over_ssh() {
-    use zfsrepl_core::replication::execute::execute;
+    use zfsrepl_core::replication::execute::{ExecOptions, execute};
     use zfsrepl_core::replication::{ReplicationPolicy, TreeInput, plan_tree};
-    use zfsrepl_core::stream::{CancelToken, CopyOptions, NoProgress};
+    use zfsrepl_core::stream::{CancelToken, NoProgress};
 
     let sshd = Sshd::start();
     let src = TestPool::new();
@@ -246,26 +246,23 @@ fn replicate_a_tree_over_ssh() {
         let target = remote
             .list(&ListSpec::all(vec![droot.clone()]))
             .unwrap_or_default();
-        let plan = plan_tree(
-            &TreeInput {
-                source_root: sroot.clone(),
-                target_root: droot.clone(),
-                source,
-                target,
-                target_modified: Default::default(),
-                resume_tokens: Default::default(),
-            },
-            &ReplicationPolicy::default(),
-            remote.capabilities(),
-        );
+        let input = TreeInput {
+            source_root: sroot.clone(),
+            target_root: droot.clone(),
+            source,
+            target,
+            target_modified: Default::default(),
+            resume_tokens: Default::default(),
+        };
+        let plan = plan_tree(&input, &ReplicationPolicy::default(), remote.capabilities());
         let steps: usize = plan.datasets.iter().map(|d| d.steps().len()).sum();
         assert_eq!(steps, expect_steps, "{plan:#?}");
         let r = execute(
             &local,
             &remote,
-            remote.capabilities(),
+            &input,
             &plan,
-            &CopyOptions::default(),
+            &ExecOptions::default(),
             &NoProgress,
             &CancelToken::new(),
         );
@@ -280,5 +277,72 @@ fn replicate_a_tree_over_ssh() {
     let s = local.list(&ListSpec::all(vec![sroot.clone()])).unwrap();
     assert_eq!(guids(&l[0]), guids(&s[0]));
     assert_eq!(guids(&l[1]), guids(&s[1]));
+    assert_eq!(sshd.accepted_connections(), 1);
+}
+
+/// Bare-ssh compression: zstd in-process here, `zstd -dc | zfs receive`
+/// there (one remote line, each argument quoted once), a full and an
+/// incremental with sync snapshots; the same guids arrive.
+#[test]
+fn replicate_over_ssh_with_zstd() {
+    use zfsrepl_core::replication::execute::{ExecOptions, execute};
+    use zfsrepl_core::replication::gather::gather_tree_input;
+    use zfsrepl_core::replication::{ReplicationPolicy, SyncJob, plan_tree};
+    use zfsrepl_core::stream::{CancelToken, NoProgress};
+
+    let sshd = Sshd::start();
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    src.apply("+ \"d: x\"");
+    src.write("d: x", "f", 2 << 20);
+    let local = src.zfs();
+    let mut remote = ZfsCli::probe(SshRunner::new(sshd.target()).unwrap(), zfs_binary()).unwrap();
+    assert!(remote.has_remote_zstd().unwrap());
+    remote.set_receive_compression(Some(3));
+    let (sroot, droot) = (src.ds("d: x"), dst.ds("-c: y"));
+    let job = SyncJob::new("zstd", "ssh");
+    let run = |t: &str| {
+        let snap = sroot
+            .snapshot(&job.snapshot_name(t.parse().unwrap()))
+            .unwrap();
+        local.snapshot(&[snap], &[]).unwrap();
+        let input = gather_tree_input(&local, &remote, &sroot, &droot, true).unwrap();
+        let policy = ReplicationPolicy {
+            sync_prefix: Some(job.prefix()),
+            ..ReplicationPolicy::default()
+        };
+        let plan = plan_tree(&input, &policy, remote.capabilities());
+        let opts = ExecOptions {
+            sync: Some(job.clone()),
+            ..ExecOptions::default()
+        };
+        let r = execute(
+            &local,
+            &remote,
+            &input,
+            &plan,
+            &opts,
+            &NoProgress,
+            &CancelToken::new(),
+        );
+        assert_eq!(r.failures(), 0, "{r:#?}");
+        assert!(r.bytes() > 1 << 20, "{r:#?}");
+    };
+    run("2026-01-01T00:00:00Z");
+    src.write("d: x", "g", 1 << 20);
+    run("2026-01-02T00:00:00Z");
+    let guids = |root: &zfsrepl_core::DatasetName| {
+        local.list(&ListSpec::all(vec![root.clone()])).unwrap()[0]
+            .versions
+            .iter()
+            .map(|v| (v.name.short().to_owned(), v.guid, v.userrefs))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(guids(&droot), guids(&sroot));
+    assert_eq!(
+        guids(&droot).len(),
+        1,
+        "the older sync snapshot was cleaned"
+    );
     assert_eq!(sshd.accepted_connections(), 1);
 }

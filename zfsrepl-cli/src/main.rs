@@ -100,14 +100,25 @@ enum Command {
     /// Source and target are `pool/ds` on this host or `[user@]host:pool/ds`
     /// over ssh (one connection per host). The common base is matched by
     /// guid; the plan sends one `-I` range from it, a full stream the first
-    /// time, or reports a conflict (no common base, target diverged) with
-    /// both sides' snapshots and changes nothing. Never `receive -F`.
+    /// time, or reports a conflict (no common base, target diverged or
+    /// modified) with both sides' snapshots and changes nothing. Never
+    /// `receive -F`; received unmounted, with canmount=noauto.
+    ///
+    /// Each run first takes a sync snapshot
+    /// `zfsrepl_sync_<job>_<target>_<UTC time>` on the source (not with
+    /// --no-sync-snap). After a dataset's transfer succeeded, its new base is
+    /// held on both sides (tag `zfsrepl:<job>:<target>`), the previous
+    /// base released, and this job's older sync snapshots destroyed on both
+    /// sides; other jobs' and tools' snapshots are never touched, and a
+    /// failed dataset keeps its old base.
     ///
     /// Examples:
     ///
     ///   zfsrepl send --dry-run tank/off backup/off
     ///
     ///   zfsrepl send -r tank/off root@ovh3:rpool/backups/off2
+    ///
+    ///   zfsrepl send --job off-to-ovh3 --readonly --compress zstd tank/off root@ovh3:rpool/b/off
     Send(send_cmd::SendArgs),
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]

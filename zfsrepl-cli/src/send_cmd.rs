@@ -6,13 +6,19 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use anyhow::{Context, Result};
 use clap::Args;
-use zfsrepl_core::replication::execute::execute;
-use zfsrepl_core::replication::{ReplicationPolicy, TreeInput, plan_tree};
-use zfsrepl_core::stream::{CancelToken, CopyOptions};
-use zfsrepl_core::zfs::{ListSpec, LocalRunner, SshRunner, SshTarget};
-use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsErrorKind, ZfsRead};
+use zfsrepl_core::replication::execute::{ExecOptions, ExecProgress, ExecReport, execute};
+use zfsrepl_core::replication::gather::gather_tree_input;
+use zfsrepl_core::replication::{
+    InitialPolicy, ReplicationPlan, ReplicationPolicy, Step, SyncJob, plan_tree,
+};
+use zfsrepl_core::stream::{CancelToken, CopyOptions, Progress};
+use zfsrepl_core::zfs::{LocalRunner, SshRunner, SshTarget};
+use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsRead, ZfsWrite};
 
 /// `zfsrepl send` arguments.
 #[derive(Debug, Args)]
@@ -48,6 +54,46 @@ pub struct SendArgs {
     /// Extra ssh option, as for `ssh -o` (repeatable).
     #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
     pub ssh_options: Vec<String>,
+    /// Send existing snapshots only: take no sync snapshot first.
+    #[arg(long)]
+    pub no_sync_snap: bool,
+    /// Roll the target back when it diverged or was modified, over
+    /// snapshots zfsrepl owns only (never `receive -F`).
+    #[arg(long)]
+    pub force_rollback: bool,
+    /// The job's name in sync snapshots and hold tags (default: derived
+    /// from SRC).
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Set readonly=on on the target's top dataset.
+    #[arg(long)]
+    pub readonly: bool,
+    /// Compress the ssh leg: `none`, `zstd` (level 3) or `zstd:N`. In bare
+    /// ssh mode zfsrepl compresses in-process and the target host runs
+    /// `zstd -dc | zfs receive` (it needs a `zstd` binary; checked first).
+    #[arg(long, value_name = "ALGO", default_value = "none", value_parser = parse_compress)]
+    pub compress: Compress,
+}
+
+/// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// Plain streams.
+    None,
+    /// zstd at this level (1..=19).
+    Zstd(i32),
+}
+
+fn parse_compress(s: &str) -> Result<Compress, String> {
+    match s.split_once(':') {
+        None if s == "none" => Ok(Compress::None),
+        None if s == "zstd" => Ok(Compress::Zstd(3)),
+        Some(("zstd", n)) => match n.parse::<i32>() {
+            Ok(l) if (1..=19).contains(&l) => Ok(Compress::Zstd(l)),
+            _ => Err(format!("zstd level must be 1..=19, not {n:?}")),
+        },
+        _ => Err(format!("expected none, zstd or zstd:LEVEL, not {s:?}")),
+    }
 }
 
 /// Splits `[user@]host:pool/ds` from `pool/ds`. A `:` counts as the host
@@ -73,83 +119,235 @@ fn side(s: &str, a: &SendArgs) -> Result<(Box<dyn Runner>, DatasetName)> {
     Ok((runner, ds))
 }
 
+/// Bare-ssh compression: only the push leg (a target over ssh), whose host
+/// must have `zstd` to decompress.
+fn compress_leg(
+    src: &ZfsCli<Box<dyn Runner>>,
+    dst: &mut ZfsCli<Box<dyn Runner>>,
+    level: i32,
+) -> Result<()> {
+    let remote = |z: &ZfsCli<Box<dyn Runner>>| z.runner().host().label();
+    match (remote(src), remote(dst)) {
+        (_, Some(host)) => {
+            if !dst.has_remote_zstd()? {
+                anyhow::bail!(
+                    "--compress zstd: {host} has no `zstd` to decompress with; install it, or use --compress none"
+                );
+            }
+            dst.set_receive_compression(Some(level));
+        }
+        (Some(host), None) => anyhow::bail!(
+            "--compress in bare ssh mode compresses a target over ssh; the source {host} is remote (pull) and is sent plain: use --compress none"
+        ),
+        (None, None) => eprintln!("--compress: both sides are local, nothing to compress"),
+    }
+    Ok(())
+}
+
+/// This run's job and target: `--job` or the source spec, and the target
+/// spec, sanitised into snapshot-name characters.
+fn sync_job(a: &SendArgs) -> SyncJob {
+    SyncJob::new(a.job.as_deref().unwrap_or(&a.src), &a.dst)
+}
+
+fn policy(a: &SendArgs, job: &SyncJob) -> ReplicationPolicy {
+    let mut policy = ReplicationPolicy {
+        force_rollback: a.force_rollback,
+        sync_prefix: Some(job.prefix()),
+        ..ReplicationPolicy::default()
+    };
+    if a.all_snapshots {
+        policy.initial = InitialPolicy::AllOldestFirst;
+    }
+    policy
+}
+
+/// Takes the sync snapshot (recursively for `-r`) on the source.
+fn take_sync_snapshot<R: Runner>(
+    src: &ZfsCli<R>,
+    root: &DatasetName,
+    name: &str,
+    recursive: bool,
+) -> Result<()> {
+    let snap = root.snapshot(name)?;
+    if recursive {
+        src.snapshot_recursive(&snap, &[])?;
+    } else {
+        src.snapshot(std::slice::from_ref(&snap), &[])?;
+    }
+    Ok(())
+}
+
+fn print_plan(out: &mut impl Write, plan: &ReplicationPlan, json: bool) -> Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, plan)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for d in &plan.datasets {
+        match d.conflict() {
+            Some(c) => writeln!(out, "{} -> {}: CONFLICT: {c}", d.source, d.target)?,
+            None if d.steps().is_empty() => {
+                writeln!(out, "{} -> {}: up to date", d.source, d.target)?;
+            }
+            None => {
+                if d.discard_partial_receive {
+                    writeln!(out, "{} -> {}: discard partial receive", d.source, d.target)?;
+                }
+                if let Some(rb) = &d.rollback {
+                    writeln!(
+                        out,
+                        "{} -> {}: rollback -r to {}",
+                        d.source, d.target, rb.to
+                    )?;
+                }
+                for s in d.steps() {
+                    writeln!(out, "{} -> {}: {s}", d.source, d.target)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_report(out: &mut impl Write, report: &ExecReport, json: bool) -> Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for d in &report.datasets {
+        match &d.error {
+            None if d.steps_done == 0 => {
+                writeln!(out, "{} -> {}: up to date", d.source, d.target)?;
+            }
+            None => writeln!(
+                out,
+                "{} -> {}: {} step(s), {} bytes",
+                d.source, d.target, d.steps_done, d.bytes
+            )?,
+            Some(e) => writeln!(out, "{} -> {}: FAILED: {e}", d.source, d.target)?,
+        }
+        for c in &d.cleaned {
+            writeln!(out, "{} -> {}: cleaned {c}", d.source, d.target)?;
+        }
+        for w in &d.warnings {
+            writeln!(out, "{} -> {}: WARNING: {w}", d.source, d.target)?;
+        }
+    }
+    for w in &report.warnings {
+        writeln!(out, "WARNING: {w}")?;
+    }
+    Ok(())
+}
+
+/// Progress on a terminal: bytes and rate, and the ETA where the source
+/// estimated the step's size. Silent when stderr is not a terminal.
+struct TermProgress {
+    tty: bool,
+    /// The current step's estimate and when the step started.
+    step: Mutex<(Option<u64>, Instant)>,
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1_048_576.0
+}
+
+/// One progress line: bytes, rate, and the ETA where the size is known.
+fn progress_line(bytes: u64, elapsed: Duration, estimate: Option<u64>) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = bytes as f64 / secs;
+    let eta = match estimate {
+        Some(total) if rate > 0.0 && total > bytes => {
+            format!(", ETA {:.0}s", (total - bytes) as f64 / rate)
+        }
+        _ => String::new(),
+    };
+    let of = estimate.map_or(String::new(), |t| format!(" of {:.1}", mib(t)));
+    format!(
+        "{:.1}{of} MiB, {:.1} MiB/s{eta}",
+        mib(bytes),
+        rate / 1_048_576.0
+    )
+}
+
+impl Progress for TermProgress {
+    fn update(&self, bytes: u64, elapsed: Duration) {
+        if !self.tty {
+            return;
+        }
+        let estimate = self.step.lock().map(|s| s.0).unwrap_or(None);
+        eprint!("\r{}      ", progress_line(bytes, elapsed, estimate));
+    }
+}
+
+impl ExecProgress for TermProgress {
+    fn step_started(
+        &self,
+        source: &DatasetName,
+        _target: &DatasetName,
+        step: &Step,
+        estimate: Option<u64>,
+    ) {
+        if let Ok(mut s) = self.step.lock() {
+            *s = (estimate, Instant::now());
+        }
+        if self.tty {
+            eprintln!("\r{source}: {step}");
+        }
+    }
+}
+
 /// Runs `zfsrepl send`.
 pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let (sr, src_ds) = side(&a.src, &a)?;
     let (dr, dst_ds) = side(&a.dst, &a)?;
     let src = ZfsCli::probe(sr, zfs_bin.clone())?;
-    let dst = ZfsCli::probe(dr, zfs_bin)?;
-    let spec = |root: &DatasetName| ListSpec {
-        recursive: a.recursive,
-        ..ListSpec::all(vec![root.clone()])
-    };
-    let source = src.list(&spec(&src_ds))?;
-    let target = match dst.list(&spec(&dst_ds)) {
-        Ok(t) => t,
-        Err(e) if e.kind == ZfsErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let mut policy = ReplicationPolicy::default();
-    if a.all_snapshots {
-        policy.initial = zfsrepl_core::replication::InitialPolicy::AllOldestFirst;
+    let mut dst = ZfsCli::probe(dr, zfs_bin)?;
+    if let Compress::Zstd(level) = a.compress {
+        compress_leg(&src, &mut dst, level)?;
     }
+    let job = sync_job(&a);
+    let mut out = std::io::stdout().lock();
+    if !a.no_sync_snap {
+        let name = job.snapshot_name(jiff::Timestamp::now());
+        if a.dry_run {
+            if !a.json {
+                writeln!(out, "{src_ds}: would take sync snapshot @{name}")?;
+            }
+        } else {
+            take_sync_snapshot(&src, &src_ds, &name, a.recursive)?;
+        }
+    }
+    let input = gather_tree_input(&src, &dst, &src_ds, &dst_ds, a.recursive)?;
     // The plan may only use what both sides support.
     let mut caps = dst.capabilities().clone();
     let s = src.capabilities();
     caps.bookmarks &= s.bookmarks;
     caps.resumable &= s.resumable;
-    let plan = plan_tree(
-        &TreeInput {
-            source_root: src_ds,
-            target_root: dst_ds,
-            source,
-            target,
-            target_modified: Default::default(),
-            resume_tokens: Default::default(),
-        },
-        &policy,
-        &caps,
-    );
-    let mut out = std::io::stdout().lock();
+    let plan = plan_tree(&input, &policy(&a, &job), &caps);
     if a.dry_run {
-        if a.json {
-            serde_json::to_writer_pretty(&mut out, &plan)?;
-            writeln!(out)?;
-        } else {
-            for d in &plan.datasets {
-                match d.conflict() {
-                    Some(c) => writeln!(out, "{} -> {}: CONFLICT: {c}", d.source, d.target)?,
-                    None if d.steps().is_empty() => {
-                        writeln!(out, "{} -> {}: up to date", d.source, d.target)?
-                    }
-                    None => {
-                        for s in d.steps() {
-                            writeln!(out, "{} -> {}: {s}", d.source, d.target)?;
-                        }
-                    }
-                }
-            }
-        }
+        print_plan(&mut out, &plan, a.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = CopyOptions {
-        bwlimit: a.bwlimit,
-        ..CopyOptions::default()
-    };
     let tty = std::io::stderr().is_terminal();
-    let progress = move |bytes: u64, elapsed: Duration| {
-        if tty {
-            let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001) / 1_048_576.0;
-            eprint!(
-                "\r{:.1} MiB sent, {rate:.1} MiB/s   ",
-                bytes as f64 / 1_048_576.0
-            );
-        }
+    let progress = TermProgress {
+        tty,
+        step: Mutex::new((None, Instant::now())),
+    };
+    let opts = ExecOptions {
+        copy: CopyOptions {
+            bwlimit: a.bwlimit,
+            ..CopyOptions::default()
+        },
+        sync: Some(job),
+        readonly: a.readonly,
+        estimate: tty,
     };
     let report = execute(
         &src,
         &dst,
-        dst.capabilities(),
+        &input,
         &plan,
         &opts,
         &progress,
@@ -158,27 +356,68 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     if tty {
         eprintln!();
     }
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        for d in &report.datasets {
-            match &d.error {
-                None if d.steps_done == 0 => {
-                    writeln!(out, "{} -> {}: up to date", d.source, d.target)?
-                }
-                None => writeln!(
-                    out,
-                    "{} -> {}: {} step(s), {} bytes",
-                    d.source, d.target, d.steps_done, d.bytes
-                )?,
-                Some(e) => writeln!(out, "{} -> {}: FAILED: {e}", d.source, d.target)?,
-            }
-        }
-    }
+    print_report(&mut out, &report, a.json)?;
     Ok(if report.failures() > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_shows_the_eta_only_with_an_estimate() {
+        let two_s = Duration::from_secs(2);
+        assert_eq!(
+            progress_line(4 << 20, two_s, Some(10 << 20)),
+            "4.0 of 10.0 MiB, 2.0 MiB/s, ETA 3s"
+        );
+        // zfs-fuse: no `send -nvP`, bytes and rate only.
+        assert_eq!(progress_line(4 << 20, two_s, None), "4.0 MiB, 2.0 MiB/s");
+    }
+
+    #[test]
+    fn compress_values() {
+        assert_eq!(parse_compress("none"), Ok(Compress::None));
+        assert_eq!(parse_compress("zstd"), Ok(Compress::Zstd(3)));
+        assert_eq!(parse_compress("zstd:19"), Ok(Compress::Zstd(19)));
+        assert!(parse_compress("zstd:0").is_err());
+        assert!(parse_compress("lz4").is_err());
+    }
+
+    #[test]
+    fn job_names_default_to_the_source_and_sanitise() {
+        let a = SendArgs {
+            src: "tank/data".into(),
+            dst: "root@ovh3:rpool/b".into(),
+            recursive: false,
+            dry_run: false,
+            json: false,
+            all_snapshots: false,
+            bwlimit: None,
+            ssh_port: None,
+            ssh_key: None,
+            ssh_options: Vec::new(),
+            no_sync_snap: false,
+            force_rollback: false,
+            job: None,
+            readonly: false,
+            compress: Compress::None,
+        };
+        assert_eq!(
+            sync_job(&a).prefix(),
+            "zfsrepl_sync_tank-data_root-ovh3:rpool-b_"
+        );
+        let named = SendArgs {
+            job: Some("nightly".into()),
+            ..a
+        };
+        assert_eq!(
+            sync_job(&named).hold_tag(),
+            "zfsrepl:nightly:root-ovh3:rpool-b"
+        );
+    }
 }

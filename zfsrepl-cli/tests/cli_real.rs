@@ -429,7 +429,14 @@ fn send_initial_incremental_uptodate_and_diverged() {
     src.apply("+ \"data set@s1\"\n+ \"data set/-child: x@s1\"");
     let s = format!("{}/data set", src.name());
     let d = format!("{}/copy", dst.name());
-    let send = |args: &[&str]| zfsrepl().arg("send").args(args).arg(&s).arg(&d).assert();
+    let send = |args: &[&str]| {
+        zfsrepl()
+            .args(["send", "--no-sync-snap"])
+            .args(args)
+            .arg(&s)
+            .arg(&d)
+            .assert()
+    };
     send(&["-r"])
         .success()
         .stdout(predicate::str::contains("1 step(s)"));
@@ -455,6 +462,82 @@ fn send_initial_incremental_uptodate_and_diverged() {
         .stdout(predicate::str::contains("FAILED"))
         .stdout(predicate::str::contains("local"));
     assert_eq!(names(&d), ["s1", "s2", "s3", "local"]);
+    // --force-rollback never destroys a snapshot zfsrepl does not own.
+    send(&["--force-rollback"])
+        .code(1)
+        .stdout(predicate::str::contains("local"));
+    assert_eq!(names(&d), ["s1", "s2", "s3", "local"]);
+}
+
+/// The default `zfsrepl send`: a sync snapshot per run, held on both sides,
+/// older ones of the same job cleaned, another job's left alone; the
+/// target read-only and not mountable by itself (canmount=noauto).
+#[test]
+fn send_with_sync_snapshots_jobs_and_readonly() {
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply(
+        "+ data
++ data@autosnap_2026-01-01_00:00:00_daily",
+    );
+    let s = format!("{}/data", src.name());
+    let d = format!("{}/copy", dst.name());
+    let send = |args: &[&str]| zfsrepl().arg("send").args(args).arg(&s).arg(&d).assert();
+    send(&["--dry-run"])
+        .success()
+        .stdout(predicate::str::contains(
+            "would take sync snapshot @zfsrepl_sync_",
+        ));
+    assert_eq!(snapshot_names(&s).len(), 1, "a dry run takes nothing");
+    send(&["--readonly"]).success();
+    send(&["--job", "other"]).success();
+    let first = snapshot_names(&d);
+    assert_eq!(first.len(), 2, "{first:?}");
+    send(&[])
+        .success()
+        .stdout(predicate::str::contains("cleaned"));
+    let src_names = snapshot_names(&s);
+    let dst_names = snapshot_names(&d);
+    // The autosnap, the other job's sync snapshot and this job's newest.
+    assert_eq!(src_names.len(), 3, "{src_names:?}");
+    assert!(
+        src_names[1].starts_with("zfsrepl_sync_other_"),
+        "{src_names:?}"
+    );
+    // This job's first sync snapshot is cleaned on the target too; the
+    // other job's stays.
+    assert_eq!(dst_names.len(), 2, "{dst_names:?}");
+    assert_eq!(
+        dst_names[0], first[1],
+        "the other job's stays on the target"
+    );
+    assert_eq!(dst_names[1], src_names[2]);
+    let get = |prop: &str, name: &str| {
+        let o = std::process::Command::new("zfs")
+            .args(["get", "-Hp", "-o", "value", prop, name])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(get("readonly", &d), "on");
+    assert_eq!(get("canmount", &d), "noauto");
+    assert_eq!(get("userrefs", &format!("{d}@{}", dst_names[1])), "1");
+    assert_eq!(
+        get("userrefs", &format!("{d}@{}", dst_names[0])),
+        "1",
+        "the other job's hold"
+    );
+}
+
+#[test]
+fn send_compress_is_none_zstd_or_zstd_level() {
+    for bad in ["zstd:99", "gzip", "zstd:x"] {
+        zfsrepl()
+            .args(["send", "--compress", bad, "a/b", "c/d"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--compress"));
+    }
 }
 
 /// The datasets under `root` (itself included) with their `origin`.

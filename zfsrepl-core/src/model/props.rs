@@ -25,6 +25,7 @@ pub(crate) enum Native {
     Creation,
     Used,
     Referenced,
+    Written,
     Origin,
     Userrefs,
     Mounted,
@@ -32,6 +33,7 @@ pub(crate) enum Native {
     Mountpoint,
     Readonly,
     Sharenfs,
+    Sharesmb,
     Canmount,
 }
 
@@ -45,6 +47,7 @@ impl Native {
             "creation" => Self::Creation,
             "used" => Self::Used,
             "referenced" | "refer" => Self::Referenced,
+            "written" => Self::Written,
             "origin" => Self::Origin,
             "userrefs" => Self::Userrefs,
             "mounted" => Self::Mounted,
@@ -52,6 +55,7 @@ impl Native {
             "mountpoint" => Self::Mountpoint,
             "readonly" | "rdonly" => Self::Readonly,
             "sharenfs" => Self::Sharenfs,
+            "sharesmb" => Self::Sharesmb,
             "canmount" => Self::Canmount,
             _ => return None,
         })
@@ -61,7 +65,7 @@ impl Native {
     pub(crate) fn settable(self) -> bool {
         matches!(
             self,
-            Self::Mountpoint | Self::Readonly | Self::Sharenfs | Self::Canmount
+            Self::Mountpoint | Self::Readonly | Self::Sharenfs | Self::Sharesmb | Self::Canmount
         )
     }
 
@@ -69,14 +73,17 @@ impl Native {
     /// inherited by ZFS, so a parent's `canmount=off` does not hide the
     /// children).
     pub(crate) fn inheritable(self) -> bool {
-        matches!(self, Self::Mountpoint | Self::Readonly | Self::Sharenfs)
+        matches!(
+            self,
+            Self::Mountpoint | Self::Readonly | Self::Sharenfs | Self::Sharesmb
+        )
     }
 
     /// Applies to filesystems only, not volumes.
     fn fs_only(self) -> bool {
         matches!(
             self,
-            Self::Mountpoint | Self::Sharenfs | Self::Canmount | Self::Mounted
+            Self::Mountpoint | Self::Sharenfs | Self::Sharesmb | Self::Canmount | Self::Mounted
         )
     }
 }
@@ -205,7 +212,7 @@ pub(crate) fn dataset_value(
     }
     let default = match native? {
         Native::Mountpoint => format!("/{name}"),
-        Native::Readonly | Native::Sharenfs => "off".into(),
+        Native::Readonly | Native::Sharenfs | Native::Sharesmb => "off".into(),
         Native::Canmount => "on".into(),
         _ => return None,
     };

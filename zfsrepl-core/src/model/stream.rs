@@ -251,39 +251,41 @@ pub(crate) struct ResumeToken {
 }
 
 impl ResumeToken {
-    /// Encodes as OpenZFS shapes its tokens: `1-<checksum>-<length>-<hex>`.
+    /// The pair that carries the model's partial-state dataset (a real
+    /// token has no such pair; the decoder keeps unknown string pairs).
+    const TARGET_PAIR: &'static str = "zfsrepl_model_target";
+
+    /// Encodes as OpenZFS does (`crate::zfs::resume`): a native nvlist,
+    /// zlib-compressed, with a fletcher-4 checksum.
     pub(crate) fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).expect("tokens serialize");
-        let hex: String = json.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "1-{:x}-{:x}-{hex}",
-            fnv64(&[&json]) & 0xffff_ffff,
-            json.len()
-        )
+        crate::zfs::resume::encode_resume_token(&crate::zfs::resume::ResumeTokenContents {
+            toname: self.toname.as_str().to_owned(),
+            toguid: self.toguid,
+            fromguid: self.fromguid,
+            object: 1,
+            offset: self.bytes,
+            bytes: self.bytes,
+            flags: Vec::new(),
+            extra: vec![(Self::TARGET_PAIR.into(), self.target.as_str().to_owned())],
+        })
     }
 
     /// Decodes a token, saying why it is corrupt.
     pub(crate) fn decode(token: &str) -> Result<Self, String> {
-        let mut parts = token.trim().splitn(4, '-');
-        let (Some("1"), Some(sum), Some(len), Some(hex)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("resume token is corrupt (invalid format)".into());
-        };
+        let c = crate::zfs::resume::decode_resume_token(token).map_err(|e| e.to_string())?;
         let corrupt = || "resume token is corrupt (invalid format)".to_string();
-        if hex.len() % 2 != 0 || !hex.is_ascii() {
-            return Err(corrupt());
-        }
-        let json = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| corrupt())?;
-        let len = usize::from_str_radix(len, 16).map_err(|_| corrupt())?;
-        let sum = u64::from_str_radix(sum, 16).map_err(|_| corrupt())?;
-        if len != json.len() || sum != fnv64(&[&json]) & 0xffff_ffff {
-            return Err("resume token is corrupt (checksum mismatch)".into());
-        }
-        serde_json::from_slice(&json).map_err(|_| corrupt())
+        let target = c
+            .extra
+            .iter()
+            .find(|(k, _)| k == Self::TARGET_PAIR)
+            .and_then(|(_, v)| DatasetName::parse(v).ok())
+            .ok_or_else(corrupt)?;
+        Ok(Self {
+            toname: SnapshotName::parse(&c.toname).map_err(|_| corrupt())?,
+            toguid: c.toguid,
+            fromguid: c.fromguid,
+            bytes: c.bytes,
+            target,
+        })
     }
 }

@@ -170,6 +170,14 @@ impl State {
                     Some(Native::Creation) => fixed(ds.creation.to_string()),
                     Some(Native::Used) => fixed(self.used(d).to_string()),
                     Some(Native::Referenced) => fixed(ds.referenced().to_string()),
+                    // Bytes written since the latest snapshot: the model
+                    // counts data, so a write of 0 bytes still shows 1.
+                    Some(Native::Written) => fixed(if ds.modified {
+                        let last = ds.snaps.last().map_or(0, |s| s.data_bytes);
+                        ds.data_bytes.abs_diff(last).max(1).to_string()
+                    } else {
+                        "0".into()
+                    }),
                     Some(Native::Origin) => {
                         fixed(ds.origin.as_ref().map_or("-".into(), ToString::to_string))
                     }

@@ -3,17 +3,92 @@
 //! (`stream::Pipeline`). A dataset that fails or has a conflict is reported
 //! and its descendants are skipped; the others continue.
 //!
-//! This first executor places no holds and takes no sync snapshot of its
-//! own (the replication issue adds them); it never receives with `-F`, and
-//! rolls a target back only where the plan says so (`force_rollback`, and
-//! then only over snapshots zfsrepl owns).
+//! Safety, in order of the steps:
+//! - never `zfs receive -F`: a target is rolled back only where the plan
+//!   says so (`force_rollback`, and then only over snapshots zfsrepl owns
+//!   and nobody holds), with `zfs rollback -r`;
+//! - receive unmounted (`-u`) where ZFS has it, resumable (`-s`) where it
+//!   has that; a resume step sends with `zfs send -t TOKEN`;
+//! - dangerous properties never take effect on the target. zfsrepl sends
+//!   without `-p`/`-R`, and a plain `zfs send` carries no properties (checked
+//!   on zfs-fuse: a source with a local `mountpoint` and `sharenfs=on`
+//!   arrives with both inherited from the target's parent). Where ZFS has
+//!   `receive -o/-x` the receive also says `-x mountpoint -x sharenfs -x
+//!   sharesmb -o canmount=noauto` for filesystems; elsewhere (zfs-fuse) a
+//!   filesystem created by a full receive gets `canmount=noauto` set right
+//!   after it (the documented fixup), so no later `zfs mount -a` mounts a
+//!   backup over a live path;
+//! - with [`ExecOptions::sync`], after a dataset's transfer succeeded: the
+//!   new base is held on both sides, bookmarked on the source where ZFS has
+//!   bookmarks, the job's tag is released from the previous base, and older
+//!   sync snapshots of this job and target are destroyed on both sides
+//!   ([`super::sync::plan_side_cleanup`]). A dataset that fails keeps
+//!   everything: its old base stays held;
+//! - [`ExecOptions::readonly`] sets `readonly=on` on the target root at the
+//!   end.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::plan::{Action, ReplicationPlan};
-use crate::name::DatasetName;
-use crate::stream::{CancelToken, CopyOptions, Pipeline, Progress};
-use crate::zfs::{Capabilities, RecvSpec, SendFlags, SendSpec, ZfsStream, ZfsWrite};
+use super::plan::{Action, DatasetPlan, ReplicationPlan, Step, TreeInput};
+use super::sync::{SideCleanup, SyncJob, plan_side_cleanup};
+use crate::name::{DatasetName, EntityName, SnapshotName, Txg};
+use crate::stream::{CancelToken, CopyOptions, NoProgress, Pipeline, Progress};
+use crate::zfs::{
+    Capabilities, DatasetKind, RecvSpec, SendFlags, SendSpec, Version, VersionName, ZfsErrorKind,
+    ZfsRead, ZfsResult, ZfsStream, ZfsWrite,
+};
+
+/// Properties that must not take effect on a target: they would mount or
+/// share a backup where the source is mounted or shared.
+pub const EXCLUDED_PROPS: [&str; 3] = ["mountpoint", "sharenfs", "sharesmb"];
+
+/// How the executor runs a plan, beyond the plan itself.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Rate limit, pipe size and progress interval of each step's copy.
+    pub copy: CopyOptions,
+    /// This job and target: hold the new base, release the previous one,
+    /// destroy older sync snapshots after success. `None`: no holds and no
+    /// cleanup.
+    pub sync: Option<SyncJob>,
+    /// Set `readonly=on` on the target root after the run.
+    pub readonly: bool,
+    /// Ask the source for each step's size first (`zfs send -nvP`, where it
+    /// can), for [`ExecProgress::step_started`].
+    pub estimate: bool,
+}
+
+/// Progress of a run: the byte counts of [`Progress`], plus the start of
+/// each step.
+pub trait ExecProgress: Progress {
+    /// A step starts; `estimate` is the stream size ZFS predicted, where it
+    /// could.
+    fn step_started(
+        &self,
+        source: &DatasetName,
+        target: &DatasetName,
+        step: &Step,
+        estimate: Option<u64>,
+    ) {
+        let _ = (source, target, step, estimate);
+    }
+}
+
+impl ExecProgress for NoProgress {}
+
+/// Adapts a byte-progress closure.
+#[derive(Debug, Clone, Copy)]
+pub struct BytesOnly<F>(pub F);
+
+impl<F: Fn(u64, Duration)> Progress for BytesOnly<F> {
+    fn update(&self, bytes: u64, elapsed: Duration) {
+        (self.0)(bytes, elapsed);
+    }
+}
+
+impl<F: Fn(u64, Duration)> ExecProgress for BytesOnly<F> {}
 
 /// How one dataset went.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +103,14 @@ pub struct DatasetOutcome {
     pub bytes: u64,
     /// `None` when everything asked was done; otherwise why not.
     pub error: Option<String>,
+    /// Old sync snapshots and bookmarks destroyed after success (both
+    /// sides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleaned: Vec<String>,
+    /// What went wrong after the transfer succeeded (holds, cleanup,
+    /// property fixups): the data arrived, but look.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What a run did.
@@ -35,6 +118,9 @@ pub struct DatasetOutcome {
 pub struct ExecReport {
     /// One outcome per planned dataset.
     pub datasets: Vec<DatasetOutcome>,
+    /// Run-level warnings (the `readonly` setting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ExecReport {
@@ -51,22 +137,26 @@ impl ExecReport {
     }
 }
 
-/// Runs `plan`: `src` sends, `dst` receives (unmounted where it can).
+/// Runs `plan`, made from `input`: `src` sends, `dst` receives.
 pub fn execute<S, D>(
     src: &S,
     dst: &D,
-    dst_caps: &Capabilities,
+    input: &TreeInput,
     plan: &ReplicationPlan,
-    opts: &CopyOptions,
-    progress: &dyn Progress,
+    opts: &ExecOptions,
+    progress: &dyn ExecProgress,
     cancel: &CancelToken,
 ) -> ExecReport
 where
-    S: ZfsStream + ?Sized,
-    D: ZfsStream + ZfsWrite + ?Sized,
+    S: ZfsRead + ZfsStream + ZfsWrite + ?Sized,
+    D: ZfsRead + ZfsStream + ZfsWrite + ?Sized,
 {
     let mut report = ExecReport::default();
     let mut failed: Vec<DatasetName> = Vec::new();
+    // Per side, the cleanups of the datasets that succeeded, run together
+    // at the end: one `zfs hold` and one `zfs release` per side however
+    // many datasets (one by one only where a batch fails).
+    let (mut src_todo, mut dst_todo) = (Vec::new(), Vec::new());
     for dp in &plan.datasets {
         let mut out = DatasetOutcome {
             source: dp.source.clone(),
@@ -74,6 +164,8 @@ where
             steps_done: 0,
             bytes: 0,
             error: None,
+            cleaned: Vec::new(),
+            warnings: Vec::new(),
         };
         if let Some(parent) = failed.iter().find(|f| dp.source.is_within(f)) {
             out.error = Some(format!("skipped: {parent} failed"));
@@ -81,51 +173,321 @@ where
             report.datasets.push(out);
             continue;
         }
-        let result = (|| -> Result<(), String> {
-            if let Action::Conflict(c) = &dp.action {
-                return Err(c.to_string());
-            }
-            if dp.discard_partial_receive {
-                dst.receive_abort(&dp.target).map_err(|e| e.to_string())?;
-            }
-            if let Some(rb) = &dp.rollback {
-                dst.rollback(&rb.to, true).map_err(|e| e.to_string())?;
-            }
-            for step in dp.steps() {
-                if cancel.is_cancelled() {
-                    return Err("cancelled".into());
+        let kind = input
+            .source
+            .iter()
+            .find(|d| d.name == dp.source)
+            .map_or(DatasetKind::Filesystem, |d| d.kind);
+        match run_dataset(src, dst, dp, kind, opts, progress, cancel, &mut out) {
+            Ok(()) => {
+                if let Some(job) = &opts.sync
+                    && let Some((s, d)) = plan_cleanup(src, input, dp, job, &mut out)
+                {
+                    src_todo.push((report.datasets.len(), s));
+                    dst_todo.push((report.datasets.len(), d));
                 }
-                let send = src
-                    .send(&SendSpec {
-                        source: step.send_source(),
-                        flags: SendFlags::default(),
-                    })
-                    .map_err(|e| e.to_string())?;
-                let recv = match dst.receive(&RecvSpec {
-                    target: Some(dp.target.clone()),
-                    unmounted: dst_caps.recv_unmounted,
-                    resumable: dst_caps.resumable,
-                    ..RecvSpec::default()
-                }) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        crate::zfs::SendStream::abort(send);
-                        return Err(e.to_string());
-                    }
-                };
-                let stats = Pipeline::run(send, recv, opts, progress, cancel)
-                    .into_result()
-                    .map_err(|e| format!("{step}: {e}"))?;
-                out.bytes += stats.bytes;
-                out.steps_done += 1;
             }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            out.error = Some(e);
-            failed.push(dp.source.clone());
+            Err(e) => {
+                out.error = Some(e);
+                failed.push(dp.source.clone());
+            }
         }
         report.datasets.push(out);
     }
+    if let Some(job) = &opts.sync {
+        run_side(src, &job.hold_tag(), &src_todo, &mut report);
+        run_side(dst, &job.hold_tag(), &dst_todo, &mut report);
+    }
+    if opts.readonly {
+        let root_ok = report
+            .datasets
+            .iter()
+            .find(|d| d.target == plan.target_root)
+            .is_some_and(|d| d.error.is_none());
+        if root_ok
+            && let Err(e) = dst.set_props(
+                &EntityName::Dataset(plan.target_root.clone()),
+                &[("readonly".into(), "on".into())],
+            )
+        {
+            report.warnings.push(format!("readonly=on: {e}"));
+        }
+    }
     report
+}
+
+/// The receive of one step: unmounted and resumable where ZFS can, and
+/// with the dangerous properties excluded where it can do that.
+fn recv_spec(target: &DatasetName, kind: DatasetKind, caps: &Capabilities) -> RecvSpec {
+    let fs_props = caps.recv_props && kind == DatasetKind::Filesystem;
+    RecvSpec {
+        target: Some(target.clone()),
+        unmounted: caps.recv_unmounted,
+        resumable: caps.resumable,
+        exclude_props: if fs_props {
+            EXCLUDED_PROPS.iter().map(|p| (*p).to_owned()).collect()
+        } else {
+            Vec::new()
+        },
+        set_props: if fs_props {
+            vec![("canmount".into(), "noauto".into())]
+        } else {
+            Vec::new()
+        },
+        ..RecvSpec::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_dataset<S, D>(
+    src: &S,
+    dst: &D,
+    dp: &DatasetPlan,
+    kind: DatasetKind,
+    opts: &ExecOptions,
+    progress: &dyn ExecProgress,
+    cancel: &CancelToken,
+    out: &mut DatasetOutcome,
+) -> Result<(), String>
+where
+    S: ZfsRead + ZfsStream + ?Sized,
+    D: ZfsRead + ZfsStream + ZfsWrite + ?Sized,
+{
+    if let Action::Conflict(c) = &dp.action {
+        return Err(c.to_string());
+    }
+    if dp.discard_partial_receive {
+        dst.receive_abort(&dp.target).map_err(|e| e.to_string())?;
+    }
+    if let Some(rb) = &dp.rollback {
+        dst.rollback(&rb.to, true).map_err(|e| e.to_string())?;
+    }
+    let dst_caps = dst.capabilities().clone();
+    let mut created = false;
+    for step in dp.steps() {
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        let spec = SendSpec {
+            source: step.send_source(),
+            flags: SendFlags::default(),
+        };
+        let estimate = if opts.estimate {
+            src.send_estimate(&spec).ok().flatten()
+        } else {
+            None
+        };
+        progress.step_started(&dp.source, &dp.target, step, estimate);
+        let send = src.send(&spec).map_err(|e| e.to_string())?;
+        let recv = match dst.receive(&recv_spec(&dp.target, kind, &dst_caps)) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::zfs::SendStream::abort(send);
+                return Err(e.to_string());
+            }
+        };
+        let stats = Pipeline::run(send, recv, &opts.copy, progress, cancel)
+            .into_result()
+            .map_err(|e| format!("{step}: {e}"))?;
+        out.bytes += stats.bytes;
+        out.steps_done += 1;
+        created |= step.from.is_none();
+    }
+    if created && kind == DatasetKind::Filesystem && !dst_caps.recv_props {
+        // The fixup where `receive -o canmount=noauto` does not exist.
+        if let Err(e) = dst.set_props(
+            &EntityName::Dataset(dp.target.clone()),
+            &[("canmount".into(), "noauto".into())],
+        ) {
+            out.warnings.push(format!("canmount=noauto: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The snapshots a step put on the target (by source version): `to`, and
+/// with `-I` every source snapshot after `from` up to `to`.
+fn transferred<'a>(step: &Step, source: &'a [Version]) -> Vec<&'a Version> {
+    let to_txg = source
+        .iter()
+        .find(|v| v.guid == step.to_guid && !v.name.is_bookmark())
+        .map(|v| v.createtxg);
+    let from_txg = step
+        .from_guid
+        .and_then(|g| source.iter().find(|v| v.guid == g).map(|v| v.createtxg));
+    source
+        .iter()
+        .filter(|v| !v.name.is_bookmark())
+        .filter(|v| match (step.intermediates, from_txg, to_txg) {
+            (true, Some(f), Some(t)) => v.createtxg > f && v.createtxg <= t,
+            _ => v.guid == step.to_guid,
+        })
+        .collect()
+}
+
+/// The target's versions after the run: what it had, less what a rollback
+/// destroyed, plus what the steps transferred (unheld).
+fn target_after(input: &TreeInput, dp: &DatasetPlan, source: &[Version]) -> Vec<Version> {
+    let destroyed: Vec<&SnapshotName> =
+        dp.rollback.iter().flat_map(|r| r.destroys.iter()).collect();
+    let mut out: Vec<Version> = input
+        .target
+        .iter()
+        .find(|d| d.name == dp.target)
+        .map(|d| {
+            d.snapshots()
+                .filter(|v| !destroyed.iter().any(|x| x.as_str() == v.name.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for step in dp.steps() {
+        for v in transferred(step, source) {
+            if out.iter().any(|t| t.guid == v.guid) {
+                continue;
+            }
+            if let Ok(name) = dp.target.snapshot(v.name.short()) {
+                out.push(Version {
+                    name: VersionName::Snapshot(name),
+                    guid: v.guid,
+                    createtxg: Txg(0),
+                    creation: v.creation,
+                    used: None,
+                    userrefs: Some(0),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The cleanup of both sides after a dataset's successful transfer (and
+/// the bookmark of the new base, made right away); `None` without steps.
+fn plan_cleanup<S>(
+    src: &S,
+    input: &TreeInput,
+    dp: &DatasetPlan,
+    job: &SyncJob,
+    out: &mut DatasetOutcome,
+) -> Option<(SideCleanup, SideCleanup)>
+where
+    S: ZfsRead + ZfsWrite + ?Sized,
+{
+    let (first, last) = (dp.steps().first()?, dp.steps().last()?);
+    let new_base = last.to.snap().to_owned();
+    let previous = first
+        .from
+        .as_ref()
+        .filter(|f| !f.is_bookmark())
+        .map(|f| f.short().to_owned());
+    let source: Vec<Version> = input
+        .source
+        .iter()
+        .find(|d| d.name == dp.source)
+        .map(|d| d.versions.clone())
+        .unwrap_or_default();
+    let src_plan = plan_side_cleanup(job, &source, &new_base, previous.as_deref());
+    let dst_plan = plan_side_cleanup(
+        job,
+        &target_after(input, dp, &source),
+        &new_base,
+        previous.as_deref(),
+    );
+    // A bookmark of the new base keeps it a usable incremental source
+    // even if the snapshot goes (only for our own sync snapshots).
+    if src.capabilities().bookmarks
+        && job.owns(&new_base)
+        && let (Ok(bm), Some(snap)) = (dp.source.bookmark(&new_base), &src_plan.hold)
+        && let Err(e) = src.bookmark(snap, &bm)
+        && e.kind != ZfsErrorKind::AlreadyExists
+    {
+        out.warnings.push(e.to_string());
+    }
+    Some((src_plan, dst_plan))
+}
+
+/// Runs `op` on all of `snaps` at once, and one by one where the batch
+/// fails (`zfs hold`/`release` are all-or-nothing); errors of kind
+/// `ignore` are expected (a tag already there, or not there).
+fn batch<Z: ?Sized>(
+    z: &Z,
+    snaps: &[SnapshotName],
+    ignore: ZfsErrorKind,
+    op: impl Fn(&Z, &[SnapshotName]) -> ZfsResult<()>,
+    warnings: &mut Vec<String>,
+) {
+    if snaps.is_empty() || op(z, snaps).is_ok() {
+        return;
+    }
+    for s in snaps {
+        if let Err(e) = op(z, std::slice::from_ref(s))
+            && e.kind != ignore
+        {
+            warnings.push(e.to_string());
+        }
+    }
+}
+
+/// One side's cleanup for every dataset that succeeded: hold the new bases
+/// first, then release the tag from the old ones, then destroy.
+fn run_side<Z: ZfsRead + ZfsWrite + ?Sized>(
+    z: &Z,
+    tag: &str,
+    todo: &[(usize, SideCleanup)],
+    report: &mut ExecReport,
+) {
+    if todo.is_empty() {
+        return;
+    }
+    if z.capabilities().holds {
+        let holds: Vec<SnapshotName> = todo.iter().filter_map(|(_, c)| c.hold.clone()).collect();
+        let releases: Vec<SnapshotName> = todo
+            .iter()
+            .flat_map(|(_, c)| c.release.iter().cloned())
+            .collect();
+        let w = &mut report.warnings;
+        batch(
+            z,
+            &holds,
+            ZfsErrorKind::AlreadyExists,
+            |z, s| z.hold(tag, s),
+            w,
+        );
+        batch(
+            z,
+            &releases,
+            ZfsErrorKind::NotFound,
+            |z, s| z.release(tag, s),
+            w,
+        );
+    }
+    let destroys: Vec<SnapshotName> = todo
+        .iter()
+        .flat_map(|(_, c)| c.destroy.iter().cloned())
+        .collect();
+    let owner = |name: &str| {
+        todo.iter()
+            .find(|(_, c)| {
+                c.destroy.iter().any(|s| s.as_str() == name)
+                    || c.destroy_bookmarks.iter().any(|b| b.as_str() == name)
+            })
+            .map(|(i, _)| *i)
+    };
+    for (name, r) in z.destroy_snapshots(&destroys) {
+        if let Some(d) = owner(name.as_str()).and_then(|i| report.datasets.get_mut(i)) {
+            match r {
+                Ok(()) => d.cleaned.push(name.to_string()),
+                Err(e) => d.warnings.push(e.to_string()),
+            }
+        }
+    }
+    for b in todo.iter().flat_map(|(_, c)| c.destroy_bookmarks.iter()) {
+        let r = z.destroy_bookmark(b);
+        if let Some(d) = owner(b.as_str()).and_then(|i| report.datasets.get_mut(i)) {
+            match r {
+                Ok(()) => d.cleaned.push(b.to_string()),
+                Err(e) => d.warnings.push(e.to_string()),
+            }
+        }
+    }
 }

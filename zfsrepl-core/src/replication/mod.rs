@@ -7,7 +7,11 @@
 //! - [`plan`]: [`plan_dataset`] and [`plan_tree`] turn listings, a
 //!   [`ReplicationPolicy`] and the [`Capabilities`](crate::Capabilities) of
 //!   the hosts into a serializable [`DatasetPlan`] / [`ReplicationPlan`]
-//!   for `--dry-run --json` and for the executor.
+//!   for `--dry-run --json` and for the executor;
+//! - [`gather`]: the planner's input read from both sides (listings,
+//!   modified targets, decoded resume tokens);
+//! - [`sync`]: sync-snapshot names, hold tags and the pure cleanup plan;
+//! - [`execute`]: running a plan safely, then holding and cleaning up.
 //!
 //! The algorithm, the conflict cases and the invariants the tests check are
 //! in `docs/design/replication.md`.
@@ -43,8 +47,13 @@
 
 pub mod diff;
 pub mod execute;
+pub mod gather;
 pub mod plan;
+pub mod sync;
 
+#[cfg(all(test, feature = "test-util"))]
+#[allow(clippy::unwrap_used)]
+mod exec_tests;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
@@ -56,3 +65,4 @@ pub use plan::{
     ReplicationPolicy, ResumeToken, ResumeTokenInfo, Rollback, SYNC_PREFIX, SnapshotFilter, Step,
     TreeInput, plan_dataset, plan_tree, sync_snapshot_prefix,
 };
+pub use sync::{SideCleanup, SyncJob, plan_side_cleanup, sanitize_component};

@@ -22,10 +22,11 @@ pub const OWNED_PREFIX: &str = "zfsrepl_";
 pub const SYNC_PREFIX: &str = "zfsrepl_sync_";
 
 /// The sync-snapshot prefix of one job and target,
-/// `zfsrepl_sync_<job>_<target>_` (see [`ReplicationPolicy::sync_prefix`]).
+/// `zfsrepl_sync_<job>_<target>_`, with both sanitised (see
+/// [`super::sync::SyncJob`] and [`ReplicationPolicy::sync_prefix`]).
 #[must_use]
 pub fn sync_snapshot_prefix(job: &str, target: &str) -> String {
-    format!("{SYNC_PREFIX}{job}_{target}_")
+    super::sync::SyncJob::new(job, target).prefix()
 }
 
 /// What to do when the target dataset does not exist yet.
@@ -132,7 +133,7 @@ impl ReplicationPolicy {
 }
 
 /// What a target's `receive_resume_token` says, decoded by the caller
-/// (`zfs send -nvt TOKEN` prints it; the planner does not parse tokens).
+/// ([`crate::zfs::resume::decode_resume_token`]; the planner does not parse tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeTokenInfo {
     /// The base of the interrupted stream (`fromguid`); `None` for a full

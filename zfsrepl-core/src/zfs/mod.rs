@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cli;
 pub mod error;
 pub mod parse;
+pub mod resume;
 pub mod runner;
 pub mod stderr;
 
@@ -491,4 +492,15 @@ pub trait ZfsStream {
     /// # Errors
     /// When it cannot start, or a flag is not supported here.
     fn receive(&self, spec: &RecvSpec) -> ZfsResult<Self::Recv>;
+
+    /// The size of the stream `spec` would produce, where ZFS can estimate
+    /// it (`zfs send -nvP`); `None` where it cannot. The default has no
+    /// estimate.
+    ///
+    /// # Errors
+    /// When ZFS can estimate but the dry run fails.
+    fn send_estimate(&self, spec: &SendSpec) -> ZfsResult<Option<u64>> {
+        let _ = spec;
+        Ok(None)
+    }
 }

@@ -303,6 +303,26 @@ pub trait Runner: Send + Sync {
     /// How many processes this runner has started.
     fn invocations(&self) -> u64;
 
+    /// Starts `first | second` on a remote host: one remote shell line,
+    /// each argument quoted once ([`shell_quote`]). The exit status is the
+    /// second command's. Only remote runners can; the default says
+    /// [`io::ErrorKind::Unsupported`].
+    ///
+    /// # Errors
+    /// When the runner is local, or the process cannot be started.
+    fn spawn_piped(
+        &self,
+        first: &[OsString],
+        second: &[OsString],
+        io: ChildIo,
+    ) -> io::Result<Child> {
+        let _ = (first, second, io);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a remote pipeline needs a remote shell (ssh)",
+        ))
+    }
+
     /// Runs `argv` to completion, reading stdout and stderr concurrently.
     ///
     /// # Errors
@@ -334,6 +354,14 @@ macro_rules! forward_runner {
             }
             fn invocations(&self) -> u64 {
                 (**self).invocations()
+            }
+            fn spawn_piped(
+                &self,
+                first: &[OsString],
+                second: &[OsString],
+                io: ChildIo,
+            ) -> io::Result<Child> {
+                (**self).spawn_piped(first, second, io)
             }
             fn run(&self, argv: &[OsString]) -> io::Result<Output> {
                 (**self).run(argv)
@@ -528,6 +556,29 @@ impl Runner for SshRunner {
         let mut cmd = Command::new(&full[0]);
         cmd.args(&full[1..]);
         start(cmd, argv, io)
+    }
+
+    fn spawn_piped(
+        &self,
+        first: &[OsString],
+        second: &[OsString],
+        io: ChildIo,
+    ) -> io::Result<Child> {
+        if first.is_empty() || second.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut line = remote_command(first);
+        line.push(" | ");
+        line.push(remote_command(second));
+        let mut full = self.ssh_argv();
+        full.push(line);
+        let mut shown = first.to_vec();
+        shown.push("|".into());
+        shown.extend_from_slice(second);
+        let mut cmd = Command::new(&full[0]);
+        cmd.args(&full[1..]);
+        start(cmd, &shown, io)
     }
 
     fn invocations(&self) -> u64 {
