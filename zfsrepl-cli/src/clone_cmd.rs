@@ -22,7 +22,7 @@ pub enum CloneCommand {
     /// Each --pair SOURCE=CLONE keeps CLONE a clone of a snapshot of SOURCE.
     /// The new clone is made as CLONE.zfsrepl-new; once all are made (and the
     /// --pre-swap hook agreed), each old clone is renamed to
-    /// CLONE.zfsrepl-old-<time> and the new one into place, then the old one
+    /// `CLONE.zfsrepl-old-<time>` and the new one into place, then the old one
     /// is destroyed when nothing uses it (otherwise a later refresh retries).
     /// If anything fails before the swap completes, the previous clones keep
     /// serving. Clones carry the property zfsrepl:clone=NAME; a dataset in
