@@ -28,6 +28,8 @@
 //!   limit and cancellation, and blames the side that failed first;
 //!   [`stream::ZstdEncoder`]/[`stream::ZstdDecoder`] compress network legs
 //!   in-process on bounded buffers.
+//! - [`transport`]: network legs; [`transport::tls`] is TLS-PSK compatible
+//!   with stunnel's secrets files and with a real stunnel on either end.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -45,6 +47,7 @@ pub mod replication;
 pub mod retention;
 pub mod snapshot;
 pub mod stream;
+pub mod transport;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]
