@@ -177,16 +177,14 @@ fn backend_end_of_stream_reaches_zfsrepl_client_cleanly() {
     backend.join().unwrap();
 }
 
+/// The server thread: (identity, version) of its one connection.
+type Served = thread::JoinHandle<Result<(String, String), TlsError>>;
+
 // ---- (b) plain TCP -> stunnel client -> zfsrepl server ----
 
 /// A zfsrepl TLS-PSK server for one connection: echoes, returns the
 /// identity and version, or the handshake error.
-fn zfsrepl_server(
-    file: &str,
-) -> (
-    String,
-    thread::JoinHandle<Result<(String, String), TlsError>>,
-) {
+fn zfsrepl_server(file: &str) -> (String, Served) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let acceptor = TlsAcceptor::new(Arc::new(secrets(file)), &opts()).unwrap();
