@@ -341,6 +341,11 @@ impl PskSecrets {
         }
     }
 
+    /// Keeps only the identities for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.entries.retain(|(id, _)| keep(id));
+    }
+
     /// The identities, in file order.
     pub fn identities(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(id, _)| id.as_str())
