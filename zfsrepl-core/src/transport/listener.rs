@@ -224,7 +224,7 @@ mod tests {
         let h = std::thread::spawn(move || {
             let handler = Arc::new(|mut s: NetStream, p: &PeerConfig| {
                 let _ =
-                    s.write_all(format!("{} {}", p.identity, p.write_roots[0].as_str()).as_bytes());
+                    s.write_all(format!("{} {}", p.who(), p.write_roots[0].as_str()).as_bytes());
                 let _ = s.shutdown();
             });
             serve(
@@ -242,7 +242,7 @@ mod tests {
 
     fn peers() -> Peers {
         Peers::parse(
-            "[[peer]]\nidentity = \"a\"\nreceive = [\"tank/a b\"]\n",
+            "[[peer]]\nidentity = \"a\"\nwrite-roots = [\"tank/a b\"]\n",
             Path::new("p.toml"),
         )
         .unwrap()

@@ -10,12 +10,17 @@
 //! - [`serve`]: the accept loop of `zfsrepl serve`, refusing (and logging
 //!   with the identity) unknown identities, wrong keys and identities with
 //!   no peer entry.
+//! - [`RetentionFloor`]: the server's ZFS with floors below every peer
+//!   request (never the newest snapshot of a dataset, never a held one,
+//!   never a dataset).
+mod floor;
 mod listener;
 mod net;
 mod peers;
 mod target;
 pub mod tls;
 
+pub use floor::RetentionFloor;
 pub use listener::{Listen, ServeOptions, check_plain_addr, serve};
 pub use net::NetStream;
 pub use peers::{PeerConfig, Peers, PeersError};

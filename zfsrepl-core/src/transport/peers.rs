@@ -1,40 +1,32 @@
-//! Who may do what on a `zfsrepl serve`: each PSK identity maps to the
-//! dataset roots it may receive into and send from, and whether it may ask
-//! for destroys of its own sync snapshots. Anything else is refused.
+//! Who may do what on a `zfsrepl serve`: each PSK identity maps to an
+//! [`AgentConfig`]: the dataset roots it may send from (read) and receive
+//! into (write), and whether it may destroy its own sync snapshots or roll
+//! back. Anything else is refused, and an identity with no entry is refused
+//! at the handshake.
 //!
 //! ```toml
 //! # /etc/zfsrepl/peers.toml
 //! [[peer]]
-//! identity = "off2-to-ovh3"          # as in the PSK secrets file
-//! receive = ["rpool/backups/off2"]   # roots it may write (push to us)
-//! send = []                          # roots it may read (pull from us)
-//! destroy-sync-snapshots = true      # its own zfsrepl_sync_* only
+//! identity = "off2-to-ovh3"              # as in the PSK secrets file
+//! write-roots = ["rpool/backups/off2"]   # it may push into these
+//! read-roots = []                        # it may pull from these
+//! allow-destroy = true                   # its own zfsrepl_sync_* only
+//! allow-rollback = false                 # roll back over zfsrepl snapshots
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::name::DatasetName;
+use crate::agent::AgentConfig;
 
-/// One identity's rights.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// The PSK identity.
-    pub identity: String,
-    /// Roots it may receive into (it writes these and their descendants).
-    pub write_roots: Vec<DatasetName>,
-    /// Roots it may send from (it reads these and their descendants).
-    pub read_roots: Vec<DatasetName>,
-    /// Whether it may destroy snapshots, and then only its own sync
-    /// snapshots below its write roots.
-    pub allow_destroy: bool,
-}
+/// The rights of one identity (its `identity` is always set).
+pub type PeerConfig = AgentConfig;
 
 /// The peers of a server, by identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Peers {
-    peers: Vec<PeerConfig>,
+    peers: Vec<AgentConfig>,
 }
 
 /// Why a peers file was refused.
@@ -74,19 +66,7 @@ pub enum PeersError {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
-    peer: Vec<RawPeer>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawPeer {
-    identity: String,
-    #[serde(default)]
-    receive: Vec<DatasetName>,
-    #[serde(default)]
-    send: Vec<DatasetName>,
-    #[serde(default)]
-    destroy_sync_snapshots: bool,
+    peer: Vec<AgentConfig>,
 }
 
 impl Peers {
@@ -105,35 +85,42 @@ impl Peers {
     /// Parses a peers file's text (`path` is for messages).
     ///
     /// # Errors
-    /// [`PeersError::Syntax`] and [`PeersError::Invalid`]: an empty or
-    /// duplicate identity, a peer granted nothing, a root listed twice, a
-    /// write root shared with another identity (two links would fight over
-    /// one tree).
+    /// [`PeersError::Syntax`] and [`PeersError::Invalid`]: a missing, empty
+    /// or duplicate identity, a peer granted nothing, overlapping roots of
+    /// one kind, a write root shared with another identity (two links would
+    /// fight over one tree), destroys without write roots.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PeersError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| PeersError::Syntax {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let mut peers: Vec<PeerConfig> = Vec::new();
+        let mut peers: Vec<AgentConfig> = Vec::new();
         for p in raw.peer {
+            let identity = p.identity.clone().unwrap_or_default();
             let bad = |problem: String| PeersError::Invalid {
                 path: path.to_owned(),
-                identity: p.identity.clone(),
+                identity: identity.clone(),
                 problem,
             };
-            if p.identity.is_empty() || p.identity.chars().any(char::is_control) {
-                return Err(bad("the identity is empty or has control characters".into()));
+            if identity.is_empty() || identity.chars().any(char::is_control) {
+                return Err(bad(
+                    "the identity is missing, empty or has control characters".into(),
+                ));
             }
-            if peers.iter().any(|q| q.identity == p.identity) {
+            if peers.iter().any(|q| q.who() == identity) {
                 return Err(bad("listed twice".into()));
             }
-            if p.receive.is_empty() && p.send.is_empty() {
-                return Err(bad("grants nothing: give it receive or send roots".into()));
+            if p.write_roots.is_empty() && p.read_roots.is_empty() {
+                return Err(bad(
+                    "grants nothing: give it write-roots or read-roots".into()
+                ));
             }
-            if p.destroy_sync_snapshots && p.receive.is_empty() {
-                return Err(bad("destroy-sync-snapshots needs receive roots".into()));
+            if (p.allow_destroy || p.allow_rollback) && p.write_roots.is_empty() {
+                return Err(bad(
+                    "allow-destroy and allow-rollback need write-roots".into()
+                ));
             }
-            for list in [&p.receive, &p.send] {
+            for list in [&p.write_roots, &p.read_roots] {
                 for (i, a) in list.iter().enumerate() {
                     if list[..i].iter().any(|b| a.is_within(b) || b.is_within(a)) {
                         return Err(bad(format!(
@@ -144,45 +131,36 @@ impl Peers {
                 }
             }
             for q in &peers {
-                for a in &p.receive {
+                for a in &p.write_roots {
                     if let Some(b) = q
                         .write_roots
                         .iter()
                         .find(|b| a.is_within(b) || b.is_within(a))
                     {
                         return Err(bad(format!(
-                            "receive root {:?} overlaps {:?} of peer {:?}",
+                            "write root {:?} overlaps {:?} of peer {:?}",
                             a.as_str(),
                             b.as_str(),
-                            q.identity
+                            q.who()
                         )));
                     }
                 }
             }
-            peers.push(PeerConfig {
-                identity: p.identity,
-                write_roots: p.receive,
-                read_roots: p.send,
-                allow_destroy: p.destroy_sync_snapshots,
-            });
+            peers.push(p);
         }
         Ok(Self { peers })
     }
 
-    /// Peers built in memory.
-    #[must_use]
-    pub fn from_configs(peers: Vec<PeerConfig>) -> Self {
-        Self { peers }
-    }
-
     /// The rights of `identity`, if it has an entry.
     #[must_use]
-    pub fn get(&self, identity: &str) -> Option<&PeerConfig> {
-        self.peers.iter().find(|p| p.identity == identity)
+    pub fn get(&self, identity: &str) -> Option<&AgentConfig> {
+        self.peers
+            .iter()
+            .find(|p| p.identity.as_deref() == Some(identity))
     }
 
     /// Every peer, in file order.
-    pub fn iter(&self) -> impl Iterator<Item = &PeerConfig> {
+    pub fn iter(&self) -> impl Iterator<Item = &AgentConfig> {
         self.peers.iter()
     }
 }
@@ -201,12 +179,12 @@ mod tests {
             r#"
 [[peer]]
 identity = "off2 to ovh3"
-receive = ["rpool/b/off2", "rpool/b/x y:z"]
-destroy-sync-snapshots = true
+write-roots = ["rpool/b/off2", "rpool/b/x y:z"]
+allow-destroy = true
 
 [[peer]]
 identity = "ovh3-pull"
-send = ["rpool/b/off2"]
+read-roots = ["rpool/b/off2"]
 "#,
         )
         .unwrap();
@@ -224,36 +202,36 @@ send = ["rpool/b/off2"]
     fn refuses_bad_peers() {
         for (text, want) in [
             ("[[peer]]\nidentity = \"a\"\n", "grants nothing"),
-            ("[[peer]]\nidentity = \"\"\nsend = [\"t\"]\n", "empty"),
+            ("[[peer]]\nidentity = \"\"\nread-roots = [\"t\"]\n", "empty"),
             (
-                "[[peer]]\nidentity = \"a\\u001b\"\nsend = [\"t\"]\n",
+                "[[peer]]\nidentity = \"a\\u001b\"\nread-roots = [\"t\"]\n",
                 "control",
             ),
             (
-                "[[peer]]\nidentity = \"a\"\nsend = [\"t\"]\n[[peer]]\nidentity = \"a\"\nsend = [\"u\"]\n",
+                "[[peer]]\nidentity = \"a\"\nread-roots = [\"t\"]\n[[peer]]\nidentity = \"a\"\nread-roots = [\"u\"]\n",
                 "twice",
             ),
             (
-                "[[peer]]\nidentity = \"a\"\nsend = [\"t\"]\ndestroy-sync-snapshots = true\n",
-                "needs receive",
+                "[[peer]]\nidentity = \"a\"\nread-roots = [\"t\"]\nallow-destroy = true\n",
+                "need write-roots",
             ),
             (
-                "[[peer]]\nidentity = \"a\"\nreceive = [\"t/a\", \"t\"]\n",
+                "[[peer]]\nidentity = \"a\"\nwrite-roots = [\"t/a\", \"t\"]\n",
                 "overlaps another",
             ),
             (
-                "[[peer]]\nidentity = \"a\"\nreceive = [\"t/a\"]\n[[peer]]\nidentity = \"b\"\nreceive = [\"t\"]\n",
+                "[[peer]]\nidentity = \"a\"\nwrite-roots = [\"t/a\"]\n[[peer]]\nidentity = \"b\"\nwrite-roots = [\"t\"]\n",
                 "of peer \"a\"",
             ),
             (
-                "[[peer]]\nidentity = \"a\"\nreceive = [\"t@snap\"]\n",
+                "[[peer]]\nidentity = \"a\"\nwrite-roots = [\"t@snap\"]\n",
                 "line",
             ),
             (
                 "[[peer]]\nidentity = \"a\"\nrecieve = [\"t\"]\n",
                 "unknown field",
             ),
-            ("[[peer]]\nreceive = [\"t\"]\n", "identity"),
+            ("[[peer]]\nwrite-roots = [\"t\"]\n", "missing"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
@@ -264,8 +242,8 @@ send = ["rpool/b/off2"]
     #[test]
     fn distinct_write_roots_and_shared_read_roots_are_fine() {
         parse(
-            "[[peer]]\nidentity = \"a\"\nreceive = [\"t/a\"]\nsend = [\"t\"]\n\
-             [[peer]]\nidentity = \"b\"\nreceive = [\"t/ab\"]\nsend = [\"t\"]\n",
+            "[[peer]]\nidentity = \"a\"\nwrite-roots = [\"t/a\"]\nread-roots = [\"t\"]\n\
+             [[peer]]\nidentity = \"b\"\nwrite-roots = [\"t/ab\"]\nread-roots = [\"t\"]\n",
         )
         .unwrap();
     }
