@@ -89,9 +89,12 @@ pub fn resume_token(data: &[u8]) {
     let _ = decode_resume_token(&wrap_payload(data));
 }
 
+/// A fuzz entry point: arbitrary bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
 /// Every entry point by name, as the fuzz targets and the smoke test
 /// iterate them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("policy", policy),
     ("sanoid_conf", sanoid_conf),
     ("zfs_output", zfs_output),
