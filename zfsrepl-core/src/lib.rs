@@ -51,6 +51,8 @@ pub mod snapshot;
 pub mod stream;
 pub mod zfs;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 #[cfg(feature = "test-util")]
 pub mod model;
 #[cfg(feature = "test-util")]
