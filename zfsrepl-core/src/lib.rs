@@ -54,6 +54,8 @@ pub mod stream;
 pub mod transport;
 pub mod zfs;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 #[cfg(feature = "test-util")]
 pub mod model;
 #[cfg(feature = "test-util")]
