@@ -88,7 +88,7 @@ impl Peers {
     /// [`PeersError::Syntax`] and [`PeersError::Invalid`]: a missing, empty
     /// or duplicate identity, a peer granted nothing, overlapping roots of
     /// one kind, a write root shared with another identity (two links would
-    /// fight over one tree), destroys without write roots.
+    /// fight over one tree), rollbacks without write roots.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PeersError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| PeersError::Syntax {
             path: path.to_owned(),
@@ -115,10 +115,8 @@ impl Peers {
                     "grants nothing: give it write-roots or read-roots".into()
                 ));
             }
-            if (p.allow_destroy || p.allow_rollback) && p.write_roots.is_empty() {
-                return Err(bad(
-                    "allow-destroy and allow-rollback need write-roots".into()
-                ));
+            if p.allow_rollback && p.write_roots.is_empty() {
+                return Err(bad("allow-rollback needs write-roots".into()));
             }
             for list in [&p.write_roots, &p.read_roots] {
                 for (i, a) in list.iter().enumerate() {
@@ -212,8 +210,8 @@ read-roots = ["rpool/b/off2"]
                 "twice",
             ),
             (
-                "[[peer]]\nidentity = \"a\"\nread-roots = [\"t\"]\nallow-destroy = true\n",
-                "need write-roots",
+                "[[peer]]\nidentity = \"a\"\nread-roots = [\"t\"]\nallow-rollback = true\n",
+                "needs write-roots",
             ),
             (
                 "[[peer]]\nidentity = \"a\"\nwrite-roots = [\"t/a\", \"t\"]\n",
