@@ -16,7 +16,13 @@ use crate::stream::CancelToken;
 #[derive(Debug, Clone)]
 pub enum Listen {
     /// TLS-PSK: the client's identity picks the key and the rights.
-    Tls(Arc<TlsAcceptor>),
+    Tls {
+        /// The handshake, with the keys of identities that have an entry.
+        acceptor: Arc<TlsAcceptor>,
+        /// Identities with a key but no peer entry (refused, and logged
+        /// as such).
+        no_entry: Arc<Vec<String>>,
+    },
     /// Plain TCP from a stunnel on this host: every connection gets the
     /// rights of this one identity (stunnel's link identity), since stunnel
     /// does not pass the client's identity on.
@@ -57,7 +63,13 @@ impl Listen {
             ));
         }
         let acceptor = TlsAcceptor::new(Arc::new(usable), opts)?;
-        Ok((Self::Tls(Arc::new(acceptor)), ignored))
+        Ok((
+            Self::Tls {
+                acceptor: Arc::new(acceptor),
+                no_entry: Arc::new(ignored.clone()),
+            },
+            ignored,
+        ))
     }
 }
 
@@ -171,10 +183,14 @@ where
         return;
     }
     let (stream, identity) = match listen {
-        Listen::Tls(acceptor) => match acceptor.accept(tcp) {
+        Listen::Tls { acceptor, no_entry } => match acceptor.accept(tcp) {
             Ok(s) => {
                 let id = s.identity().to_owned();
                 (NetStream::Tls(Box::new(s)), id)
+            }
+            Err(TlsError::UnknownIdentity { identity, .. }) if no_entry.contains(&identity) => {
+                tracing::warn!(peer = %from, identity = %identity, "connection refused: the identity has a key but no [[peer]] entry");
+                return;
             }
             Err(e) => {
                 // UnknownIdentity and KeyMismatch name the identity.
