@@ -710,7 +710,7 @@ where
 }
 
 /// `drr_magic` of a ZFS send stream's BEGIN record.
-const DMU_BACKUP_MAGIC: u64 = 0x2_F5ba_cbac;
+const DMU_BACKUP_MAGIC: u64 = 0x2_f5ba_cbac;
 
 /// `DMU_GET_STREAM_HDRTYPE` of a compound stream (`send -p`, `-R`): it
 /// carries properties (and, with `-R`, descendants).

@@ -783,7 +783,7 @@ fn begin_record(hdrtype: u64) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend_from_slice(&0u32.to_le_bytes());
     v.extend_from_slice(&0u32.to_le_bytes());
-    v.extend_from_slice(&0x2_F5ba_cbacu64.to_le_bytes());
+    v.extend_from_slice(&0x2_f5ba_cbac_u64.to_le_bytes());
     v.extend_from_slice(&((4u64 << 2) | hdrtype).to_le_bytes());
     v.extend_from_slice(&[0u8; 300]);
     v
