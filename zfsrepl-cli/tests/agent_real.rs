@@ -346,3 +346,54 @@ fn serve_stdio_refuses_outside_its_roots_and_garbage() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no read-roots"));
 }
+
+/// The library path over ssh: a `zfs send -p` stream (zfs-fuse writes a
+/// compound stream) is refused before `zfs receive` sees it; the same
+/// snapshot sent plain arrives.
+#[test]
+fn streams_with_properties_are_refused_over_ssh() {
+    use zfsrepl_core::agent::{AgentClient, SshConn};
+    use zfsrepl_core::zfs::{RecvSink, RecvSpec, SendFlags, SendSource, SendSpec, SendStream};
+    use zfsrepl_core::{ZfsErrorKind, ZfsStream};
+
+    let sshd = Sshd::start();
+    let pool = TestPool::new();
+    pool.apply("+ src\n+ src@s\n+ in");
+    let config = agent_config(&sshd, "agent.toml", &[], &[&pool.ds("in")]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    let conn = SshConn::start(sshd.target_with(&key), &["zfsrepl".into()]).unwrap();
+    let stderr = conn.stderr();
+    let agent =
+        AgentClient::connect_with(Box::new(conn), Some("peer".into()), None, Some(stderr)).unwrap();
+    let local = pool.zfs();
+    let copy = |props: bool, target: &str| {
+        let mut send = local
+            .send(&SendSpec {
+                source: SendSource::Full {
+                    snapshot: pool.snap("src", "s"),
+                },
+                flags: SendFlags {
+                    props,
+                    ..SendFlags::default()
+                },
+            })
+            .unwrap();
+        let mut recv = agent
+            .receive(&RecvSpec {
+                target: Some(pool.ds(target)),
+                unmounted: true,
+                ..RecvSpec::default()
+            })
+            .unwrap();
+        std::io::copy(&mut send, &mut recv).unwrap();
+        send.finish().unwrap();
+        recv.finish()
+    };
+    let e = copy(true, "in/p").unwrap_err();
+    assert_eq!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("allow-stream-props"), "{e}");
+    assert!(local.list(&ListSpec::all(vec![pool.ds("in/p")])).is_err());
+    copy(false, "in/q").unwrap();
+    let got = local.list(&ListSpec::all(vec![pool.ds("in/q")])).unwrap();
+    assert_eq!(got[0].versions.len(), 1);
+}

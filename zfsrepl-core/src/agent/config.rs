@@ -8,6 +8,7 @@
 //! write-roots = ["backup/off2"]      # and receive into these
 //! allow-destroy = true               # destroy its own older sync snapshots
 //! allow-rollback = false             # roll back over zfsrepl snapshots / receive -F
+//! allow-stream-props = false         # receive `send -p`/`-R` streams (properties)
 //! ```
 
 use std::path::Path;
@@ -42,6 +43,12 @@ pub struct AgentConfig {
     /// made, and receive with `-F` when it asks for it.
     #[serde(default)]
     pub allow_rollback: bool,
+    /// The peer may receive streams that carry properties or descendants
+    /// (`zfs send -p`/`-R`: a compound stream), whose `mountpoint` or
+    /// `sharenfs` would otherwise take effect on this host. zfsrepl itself
+    /// never sends them.
+    #[serde(default)]
+    pub allow_stream_props: bool,
 }
 
 /// Why a config file was not accepted.

@@ -626,6 +626,7 @@ where
             Ok(k) => k,
             Err(e) => return reply(conn, s, &err(&e)),
         };
+        let sink = StreamGate::new(sink, self.config.allow_stream_props);
         let mut w = match codec {
             Codec::Plain => Inbound::Plain(sink),
             Codec::Zstd { .. } => match zstd::stream::write::Decoder::new(sink) {
@@ -637,7 +638,7 @@ where
             },
         };
         if let Err(e) = reply(conn, s, &Response::Ready) {
-            w.into_sink().abort();
+            w.into_sink().inner.abort();
             return Err(e);
         }
         let mut failed: Option<io::Error> = None;
@@ -645,7 +646,7 @@ where
             let kind = match read_frame_into(conn, &mut s.buf) {
                 Ok(k) => k,
                 Err(e) => {
-                    w.into_sink().abort();
+                    w.into_sink().inner.abort();
                     return Err(match e {
                         FrameError::Closed => FrameError::Truncated {
                             expected: 1,
@@ -670,7 +671,13 @@ where
                     {
                         failed = Some(e);
                     }
-                    let r = match (w.into_sink().finish(), failed) {
+                    let gate = w.into_sink();
+                    if let Some(why) = gate.refused.clone() {
+                        gate.inner.abort();
+                        let r = self.refuse(s, "receive", why);
+                        return reply(conn, s, &r);
+                    }
+                    let r = match (gate.inner.finish(), failed) {
                         (Err(e), _) => err(&e),
                         (Ok(()), None) => Response::Done,
                         (Ok(()), Some(io)) => err(&ZfsError::new(
@@ -682,7 +689,7 @@ where
                     return reply(conn, s, &r);
                 }
                 FrameKind::Abort => {
-                    w.into_sink().abort();
+                    w.into_sink().inner.abort();
                     let e = ZfsError::new(
                         "receive",
                         ZfsErrorKind::Killed,
@@ -694,7 +701,7 @@ where
                     return reply(conn, s, &err(&e));
                 }
                 other => {
-                    w.into_sink().abort();
+                    w.into_sink().inner.abort();
                     return Err(FrameError::Unexpected(other));
                 }
             }
@@ -702,14 +709,103 @@ where
     }
 }
 
+/// `drr_magic` of a ZFS send stream's BEGIN record.
+const DMU_BACKUP_MAGIC: u64 = 0x2_f5ba_cbac;
+
+/// `DMU_GET_STREAM_HDRTYPE` of a compound stream (`send -p`, `-R`): it
+/// carries properties (and, with `-R`, descendants).
+const DMU_COMPOUNDSTREAM: u64 = 2;
+
+/// Holds back the first bytes of a receive until the stream's BEGIN record
+/// shows whether it carries properties; a compound stream is refused
+/// before `zfs receive` sees a byte of it (unless allowed). Streams that
+/// are not ZFS streams at all are left to `zfs receive` to reject.
+struct StreamGate<R> {
+    inner: R,
+    head: Vec<u8>,
+    open: bool,
+    allow_props: bool,
+    refused: Option<String>,
+}
+
+/// The BEGIN record's header type, when `head` (at least 24 bytes) starts
+/// with one in either byte order.
+fn stream_hdrtype(head: &[u8]) -> Option<u64> {
+    let word = |i: usize| -> Option<[u8; 8]> { head.get(i..i + 8)?.try_into().ok() };
+    let (magic, info) = (word(8)?, word(16)?);
+    let kind = head.get(..4)?;
+    if kind != [0, 0, 0, 0] {
+        return None;
+    }
+    if u64::from_le_bytes(magic) == DMU_BACKUP_MAGIC {
+        Some(u64::from_le_bytes(info) & 3)
+    } else if u64::from_be_bytes(magic) == DMU_BACKUP_MAGIC {
+        Some(u64::from_be_bytes(info) & 3)
+    } else {
+        None
+    }
+}
+
+impl<R: Write> StreamGate<R> {
+    const HEAD: usize = 24;
+
+    fn new(inner: R, allow_props: bool) -> Self {
+        Self {
+            inner,
+            head: Vec::with_capacity(Self::HEAD),
+            open: allow_props,
+            allow_props,
+            refused: None,
+        }
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        if stream_hdrtype(&self.head) == Some(DMU_COMPOUNDSTREAM) && !self.allow_props {
+            let why = "the stream carries properties or descendants (zfs send -p/-R), \
+                       which this agent's config does not allow (allow-stream-props)"
+                .to_owned();
+            self.refused = Some(why.clone());
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        }
+        self.open = true;
+        let head = std::mem::take(&mut self.head);
+        self.inner.write_all(&head)
+    }
+}
+
+impl<R: Write> Write for StreamGate<R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.refused.is_some() {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        if self.open {
+            return self.inner.write(buf);
+        }
+        let n = buf.len().min(Self::HEAD - self.head.len());
+        self.head.extend_from_slice(&buf[..n]);
+        if self.head.len() == Self::HEAD {
+            self.check()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.open && self.refused.is_none() {
+            // A stream shorter than a BEGIN record: let zfs judge it.
+            self.check()?;
+        }
+        self.inner.flush()
+    }
+}
+
 /// A receive's input: plain, or through a zstd decoder.
 enum Inbound<R: RecvSink> {
-    Plain(R),
-    Zstd(zstd::stream::write::Decoder<'static, R>),
+    Plain(StreamGate<R>),
+    Zstd(zstd::stream::write::Decoder<'static, StreamGate<R>>),
 }
 
 impl<R: RecvSink> Inbound<R> {
-    fn into_sink(self) -> R {
+    fn into_sink(self) -> StreamGate<R> {
         match self {
             Self::Plain(r) => r,
             Self::Zstd(d) => d.into_inner(),

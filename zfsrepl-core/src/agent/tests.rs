@@ -41,6 +41,7 @@ fn config(read: &[&str], write: &[&str]) -> AgentConfig {
         write_roots: write.iter().map(|r| ds(r)).collect(),
         allow_destroy: true,
         allow_rollback: false,
+        allow_stream_props: false,
     }
 }
 
@@ -774,4 +775,50 @@ fn a_dead_agent_is_a_transport_error() {
     drop(a);
     let e = AgentClient::connect(b, Some("h".into()), None).unwrap_err();
     assert!(e.to_string().contains("command not found"), "{e}");
+}
+
+/// A BEGIN record header: `drr_type` 0, `drr_payloadlen`, `drr_magic`,
+/// `drr_versioninfo` (little-endian, as x86 writes it).
+fn begin_record(hdrtype: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&0x2_f5ba_cbac_u64.to_le_bytes());
+    v.extend_from_slice(&((4u64 << 2) | hdrtype).to_le_bytes());
+    v.extend_from_slice(&[0u8; 300]);
+    v
+}
+
+#[test]
+fn streams_with_properties_are_refused_before_zfs_sees_them() {
+    let server = Server::new(config(&[], &["back"]), FakeZfs::from_fixture("+ back\n"));
+    let recv = RecvSpec {
+        target: Some(ds("back/x")),
+        ..RecvSpec::default()
+    };
+    with_agent(&server, None, |mut c| {
+        for level in [None, Some(1)] {
+            c.set_compression(level);
+            // A compound stream (send -p / -R): refused.
+            let mut r = c.receive(&recv).unwrap();
+            r.write_all(&begin_record(2)).unwrap();
+            let e = r.finish().unwrap_err();
+            assert_eq!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+            assert!(e.to_string().contains("allow-stream-props"), "{e}");
+            // A plain substream header reaches zfs (which finds the rest
+            // is not a stream the model knows).
+            let mut r = c.receive(&recv).unwrap();
+            r.write_all(&begin_record(1)).unwrap();
+            let e = r.finish().unwrap_err();
+            assert_ne!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+        }
+    })
+    .1
+    .unwrap();
+    assert!(
+        server
+            .zfs()
+            .list(&ListSpec::all(vec![ds("back/x")]))
+            .is_err()
+    );
 }
