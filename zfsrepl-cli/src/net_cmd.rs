@@ -226,6 +226,11 @@ pub struct ListenArgs {
     /// connection is served as.
     #[arg(long, value_name = "ID", requires = "plain")]
     pub identity: Option<String>,
+    /// With --plain: accept only connections from sockets of this user
+    /// (name or uid), normally stunnel's (`stunnel4` on Debian), so other
+    /// local users cannot use the port.
+    #[arg(long, value_name = "USER", requires = "plain")]
+    pub plain_user: Option<String>,
     /// Allow --plain on a non-loopback address (unauthenticated and
     /// unencrypted: only on a network you trust entirely).
     #[arg(long, requires = "plain")]
@@ -235,6 +240,23 @@ pub struct ListenArgs {
     pub max_connections: usize,
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+/// A user name (from /etc/passwd) or a numeric uid.
+fn user_uid(user: &str) -> Result<u32> {
+    if let Ok(uid) = user.parse() {
+        return Ok(uid);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(user))
+                .then(|| f.nth(1).and_then(|u| u.parse().ok()))
+                .flatten()
+        })
+        .with_context(|| format!("--plain-user {user:?}: no such user"))
 }
 
 /// Runs `zfsrepl serve --listen`.
@@ -262,6 +284,7 @@ pub fn run_listen(l: &ListenArgs, config: &std::path::Path, zfs_bin: OsString) -
         Listen::Plain {
             identity: identity.clone(),
             io_timeout: secs(l.tls.io_timeout),
+            peer_uid: l.plain_user.as_deref().map(user_uid).transpose()?,
         }
     } else {
         let secrets = l.tls.secrets()?;
@@ -351,6 +374,13 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(retryable(&e), want, "{e:#}");
         }
+    }
+
+    #[test]
+    fn users_by_name_or_uid() {
+        assert_eq!(user_uid("root").unwrap(), 0);
+        assert_eq!(user_uid("995").unwrap(), 995);
+        assert!(user_uid("no such user here").is_err());
     }
 
     #[test]

@@ -392,8 +392,12 @@ fn through_a_real_stunnel_both_ways() {
 
     // (a) zfsrepl TLS client -> stunnel server -> zfsrepl serve --plain.
     for (tls, name) in [(StunnelTls::Tls13, "a13"), (StunnelTls::Tls12Psk, "a12")] {
+        // Only stunnel's user (here: ours) may use the plain port.
+        let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
         let plain = Serve::start(&[
             "--plain",
+            "--plain-user",
+            &me.to_string(),
             "--identity",
             PUSHER,
             "--config",

@@ -31,6 +31,9 @@ pub enum Listen {
         identity: String,
         /// Read/write timeout of plain connections.
         io_timeout: Option<Duration>,
+        /// Accept only connections whose socket belongs to this uid (the
+        /// stunnel user), checked in `/proc/net/tcp*`.
+        peer_uid: Option<u32>,
     },
 }
 
@@ -201,7 +204,21 @@ where
         Listen::Plain {
             identity,
             io_timeout,
+            peer_uid,
         } => {
+            if let Some(want) = peer_uid {
+                match super::peeruid::peer_uid(&tcp) {
+                    Ok(Some(uid)) if uid == *want => {}
+                    Ok(uid) => {
+                        tracing::warn!(peer = %from, uid = ?uid, want = *want, "plain connection refused: not from the stunnel user");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %from, error = %e, "plain connection refused: cannot tell who connected");
+                        return;
+                    }
+                }
+            }
             let _ = tcp.set_nodelay(true);
             let s = NetStream::Plain(tcp);
             if let Err(e) = s.set_io_timeout(*io_timeout) {
@@ -292,6 +309,7 @@ mod tests {
             Listen::Plain {
                 identity: "a".into(),
                 io_timeout: None,
+                peer_uid: Some(crate::transport::tls::secrets_effective_uid()),
             },
             peers(),
         );
@@ -299,6 +317,23 @@ mod tests {
         let mut got = String::new();
         s.read_to_string(&mut got).unwrap();
         assert_eq!(got, "a tank/a b");
+        cancel.cancel();
+        h.join().unwrap();
+
+        // A connection from another user than the stunnel user: refused.
+        let other = crate::transport::tls::secrets_effective_uid().wrapping_add(1);
+        let (addr, cancel, h) = start(
+            Listen::Plain {
+                identity: "a".into(),
+                io_timeout: None,
+                peer_uid: Some(other),
+            },
+            peers(),
+        );
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        assert_eq!(got, "");
         cancel.cancel();
         h.join().unwrap();
 
@@ -316,6 +351,7 @@ mod tests {
             &Listen::Plain {
                 identity: "zz".into(),
                 io_timeout: None,
+                peer_uid: None,
             },
             &Arc::new(peers()),
             ServeOptions::default(),

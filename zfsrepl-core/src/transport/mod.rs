@@ -17,6 +17,7 @@ mod floor;
 mod listener;
 mod net;
 mod peers;
+mod peeruid;
 mod target;
 pub mod tls;
 
@@ -24,4 +25,5 @@ pub use floor::RetentionFloor;
 pub use listener::{Listen, ServeOptions, check_plain_addr, serve};
 pub use net::NetStream;
 pub use peers::{PeerConfig, Peers, PeersError};
+pub use peeruid::peer_uid;
 pub use target::{LinkKind, NetTarget, TargetError};

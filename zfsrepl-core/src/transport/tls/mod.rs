@@ -55,6 +55,12 @@ use openssl::ssl::{
 };
 use serde::{Deserialize, Serialize};
 
+/// The effective uid of this process (for tests of peer checks).
+#[cfg(test)]
+pub(crate) fn secrets_effective_uid() -> u32 {
+    secrets::effective_uid()
+}
+
 pub use secrets::{
     LineProblem, MAX_IDENTITY_LEN, MAX_KEY_LEN, MIN_KEY_LEN, PskKey, PskSecrets, SecretsError,
 };
