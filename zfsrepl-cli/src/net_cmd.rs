@@ -132,15 +132,18 @@ pub fn run_send(a: &SendArgs, zfs_bin: &OsString) -> Result<ExitCode> {
             &s.dataset,
             &d.dataset,
         ),
+        // The network side first: a bad key or file fails before any zfs runs.
         (Some(s), None) => {
+            let src = net_side(&s, a)?;
             let (dr, dst_ds) = side(&a.dst, a)?;
             let dst = ZfsCli::probe(dr, zfs_bin.clone())?;
-            replicate(a, &net_side(&s, a)?, &dst, &s.dataset, &dst_ds)
+            replicate(a, &src, &dst, &s.dataset, &dst_ds)
         }
         (None, Some(d)) => {
+            let dst = net_side(&d, a)?;
             let (sr, src_ds) = side(&a.src, a)?;
             let src = ZfsCli::probe(sr, zfs_bin.clone())?;
-            replicate(a, &src, &net_side(&d, a)?, &src_ds, &d.dataset)
+            replicate(a, &src, &dst, &src_ds, &d.dataset)
         }
         (None, None) => bail!("no tls:// or stunnel:// side"),
     }
