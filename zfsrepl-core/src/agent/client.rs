@@ -785,7 +785,8 @@ fn outbound(
         Ok(())
     })();
     if let Err(e) = pumped {
-        return (None, Err(shared.transport("receive", &e)));
+        let why = format!("writing the stream to the agent: {e}");
+        return (None, Err(shared.transport("receive", &why)));
     }
     let aborted = abort.load(Ordering::SeqCst);
     let ended = if aborted {
