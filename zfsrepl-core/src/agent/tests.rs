@@ -822,3 +822,64 @@ fn streams_with_properties_are_refused_before_zfs_sees_them() {
             .is_err()
     );
 }
+
+/// A scripted agent: answers hello, then a send with some data, an abort
+/// frame and the sender's error; then a list. The client reports the
+/// sender's error (not a transport failure) and the session goes on.
+#[test]
+fn a_sender_that_fails_mid_stream_is_reported_as_such() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let script = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut scratch = Vec::new();
+        let hello: Request = proto::recv_message(&mut a, &mut buf).unwrap();
+        assert!(matches!(hello, Request::Hello { .. }));
+        let caps = Capabilities::zfs_fuse();
+        let r = Response::Hello {
+            version: PROTOCOL_VERSION,
+            caps,
+            identity: None,
+        };
+        proto::send_message(&mut a, &r, &mut scratch).unwrap();
+        let send: Request = proto::recv_message(&mut a, &mut buf).unwrap();
+        assert!(matches!(send, Request::Send { .. }));
+        proto::send_message(&mut a, &Response::Ready, &mut scratch).unwrap();
+        write_frame(&mut a, FrameKind::Data, &[1u8; 5000]).unwrap();
+        write_frame(&mut a, FrameKind::Keepalive, b"").unwrap();
+        write_frame(&mut a, FrameKind::Data, &[2u8; 5000]).unwrap();
+        write_frame(&mut a, FrameKind::Abort, b"zfs send failed").unwrap();
+        let e = crate::ZfsError::new("send tank/a@s", ZfsErrorKind::PoolUnavailable, "I/O error");
+        let r = Response::Error {
+            error: WireError::from(&e),
+        };
+        proto::send_message(&mut a, &r, &mut scratch).unwrap();
+        let list: Request = proto::recv_message(&mut a, &mut buf).unwrap();
+        assert!(matches!(list, Request::List { .. }));
+        let r = Response::List {
+            datasets: Vec::new(),
+        };
+        proto::send_message(&mut a, &r, &mut scratch).unwrap();
+    });
+    let c = AgentClient::connect(b, Some("scripted".into()), None).unwrap();
+    assert_eq!(c.capabilities().flavor, "zfs-fuse");
+    let mut s = c
+        .send(&SendSpec {
+            source: SendSource::Full {
+                snapshot: snap("tank/a@s"),
+            },
+            flags: SendFlags::default(),
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), 10_000);
+    let e = s.finish().unwrap_err();
+    assert_eq!(e.kind, ZfsErrorKind::PoolUnavailable, "{e}");
+    assert_eq!(e.host.as_deref(), Some("scripted"));
+    assert!(
+        c.list(&ListSpec::all(vec![ds("tank/a")]))
+            .unwrap()
+            .is_empty()
+    );
+    script.join().unwrap();
+}
