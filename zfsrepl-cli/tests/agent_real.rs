@@ -326,7 +326,7 @@ fn serve_stdio_refuses_outside_its_roots_and_garbage() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(&replies[2], Response::List { datasets } if datasets.len() == 1));
+    assert!(matches!(&replies[2], Response::List { datasets, .. } if datasets.len() == 1));
     // The refusal is logged with the identity, on stderr (ssh passes it on).
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused") && err.contains("cli"), "{err}");

@@ -857,6 +857,7 @@ fn a_sender_that_fails_mid_stream_is_reported_as_such() {
         assert!(matches!(list, Request::List { .. }));
         let r = Response::List {
             datasets: Vec::new(),
+            more: false,
         };
         proto::send_message(&mut a, &r, &mut scratch).unwrap();
     });
@@ -882,4 +883,106 @@ fn a_sender_that_fails_mid_stream_is_reported_as_such() {
             .is_empty()
     );
     script.join().unwrap();
+}
+
+#[test]
+fn big_listings_come_in_chunks_and_join_back() {
+    let mut fx = String::from("+ tank\n+ tank/big\n");
+    for i in 0..600 {
+        fx.push_str(&format!(
+            "+ tank/big@autosnap_2026-11-22_05:00:{i:05}_a-rather-long-name-to-make-the-listing-big\n"
+        ));
+    }
+    for d in 0..50 {
+        fx.push_str(&format!("+ tank/many/d{d}\n"));
+        for i in 0..10 {
+            fx.push_str(&format!("+ tank/many/d{d}@s{i}\n"));
+        }
+    }
+    // A budget of 20 KB stands for the 1 MiB frame: the model is slow
+    // with the hundred thousand snapshots a real 1 MiB needs.
+    let budget = 20_000;
+    let server =
+        Server::new(config(&["tank"], &[]), FakeZfs::from_fixture(&fx)).with_chunk_budget(budget);
+    let spec = ListSpec::all(vec![ds("tank")]);
+    let direct = server.zfs().list(&spec).unwrap();
+    assert!(
+        serde_json::to_vec(&direct[1]).unwrap().len() > 4 * budget,
+        "tank/big must not fit one response"
+    );
+    let names: Vec<EntityName> = direct
+        .iter()
+        .map(|d| EntityName::Dataset(d.name.clone()))
+        .collect();
+    let props = server
+        .zfs()
+        .get_props(&names, &["used", "guid", "creation", "referenced"], true)
+        .unwrap();
+    with_agent(&server, None, |c| {
+        assert_eq!(c.list(&spec).unwrap(), direct);
+        assert_eq!(
+            c.get_props(&names, &["used", "guid", "creation", "referenced"], true)
+                .unwrap(),
+            props
+        );
+        // Naming no root is not "everything".
+        let e = c.list(&ListSpec::all(Vec::new())).unwrap_err();
+        assert_eq!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+        let e = c.get_props(&[], &["used"], true).unwrap_err();
+        assert_eq!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+    })
+    .1
+    .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Chunks stay within the budget (but for single oversized versions),
+    /// and joining consecutive parts of one dataset gives the listing back.
+    #[test]
+    fn list_chunks_join_back(sizes in proptest::collection::vec(0usize..40, 0..12), budget in 300usize..3000) {
+        let datasets: Vec<crate::zfs::Dataset> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let name = ds(&format!("tank/d{i}"));
+                crate::zfs::Dataset {
+                    versions: (0..*n)
+                        .map(|v| crate::zfs::Version {
+                            name: crate::zfs::VersionName::Snapshot(name.snapshot(&format!("s{v}")).unwrap()),
+                            guid: crate::Guid(v as u64),
+                            createtxg: crate::Txg(v as u64),
+                            creation: 0,
+                            used: None,
+                            userrefs: None,
+                        })
+                        .collect(),
+                    name,
+                    kind: crate::zfs::DatasetKind::Filesystem,
+                    guid: crate::Guid(i as u64),
+                    createtxg: crate::Txg(1),
+                    creation: 0,
+                    used: 0,
+                    origin: None,
+                    receive_resume_token: None,
+                    user_props: Default::default(),
+                }
+            })
+            .collect();
+        let chunks = server::list_chunks(datasets.clone(), budget);
+        let mut joined: Vec<crate::zfs::Dataset> = Vec::new();
+        for c in &chunks {
+            if c.len() > 1 || c.iter().any(|d| d.versions.len() > 1) {
+                prop_assert!(serde_json::to_vec(c).unwrap().len() <= budget + 2 * c.len() + 2);
+            }
+            for d in c.clone() {
+                match joined.last_mut() {
+                    Some(l) if l.name == d.name => l.versions.extend(d.versions),
+                    _ => joined.push(d),
+                }
+            }
+        }
+        prop_assert_eq!(joined, datasets);
+    }
 }
