@@ -634,6 +634,8 @@ where
                 Ok(sent)
             }
             Codec::Zstd { level } => {
+                // The peer's level, within what costs bounded memory.
+                let level = level.clamp(1, 19);
                 let mut enc = zstd_encoder(frames, level, self.zstd_workers).map_err(Pump::Peer)?;
                 loop {
                     let n = read_some(stream, &mut buf).map_err(Pump::Source)?;
