@@ -469,6 +469,38 @@ fn send_initial_incremental_uptodate_and_diverged() {
     assert_eq!(names(&d), ["s1", "s2", "s3", "local"]);
 }
 
+/// `--no-hold` (only with `--no-sync-snap`): the base is left unheld on
+/// both sides, so other tools can destroy it, as with syncoid
+/// --no-sync-snap.
+#[test]
+fn send_no_hold_leaves_the_base_unheld() {
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data@s1");
+    let s = format!("{}/data", src.name());
+    let d = format!("{}/copy", dst.name());
+    zfsrepl()
+        .args(["send", "--no-hold"])
+        .arg(&s)
+        .arg(&d)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--no-sync-snap"));
+    zfsrepl()
+        .args(["send", "--no-sync-snap", "--no-hold"])
+        .arg(&s)
+        .arg(&d)
+        .assert()
+        .success();
+    for snap in [format!("{s}@s1"), format!("{d}@s1")] {
+        let out = std::process::Command::new("zfs")
+            .args(["get", "-H", "-o", "value", "userrefs", &snap])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{snap}");
+    }
+}
+
 /// The default `zfsrepl send`: a sync snapshot per run, held on both sides,
 /// older ones of the same job cleaned, another job's left alone; the
 /// target read-only and not mountable by itself (canmount=noauto).
