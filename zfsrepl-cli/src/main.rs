@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod clone_cmd;
 mod send_cmd;
+mod serve_cmd;
 mod snapshot_cmd;
 
 use anyhow::{Context, Result};
@@ -120,6 +121,36 @@ enum Command {
     ///
     ///   zfsrepl send --job off-to-ovh3 --readonly --compress zstd tank/off root@ovh3:rpool/b/off
     Send(send_cmd::SendArgs),
+    /// Serve the zfsrepl agent protocol to one peer (`zfsrepl send --agent`).
+    ///
+    /// With --stdio the agent serves one client on standard input and
+    /// output: it is meant as an ssh forced command, so that the key can do
+    /// nothing but speak the agent protocol within the roots of its config.
+    /// In ~/.ssh/authorized_keys of the user that may run `zfs` (one line):
+    ///
+    ///   command="zfsrepl serve --stdio --config /etc/zfsrepl/agent.toml",restrict ssh-ed25519 AAAA... backup@off1
+    ///
+    /// The config (TOML) says what the peer may do; anything else is
+    /// refused with an error and logged (to stderr, which ssh passes to the
+    /// client) with the identity:
+    ///
+    ///   identity = "off1"               # a label for logs
+    ///
+    ///   read-roots = ["tank/off"]       # may list and send from these trees
+    ///
+    ///   write-roots = ["backup/off1"]   # may receive into these trees
+    ///
+    ///   allow-destroy = true            # its job's own older sync snapshots
+    ///
+    ///   allow-rollback = false          # rollback over zfsrepl snapshots, receive -F
+    ///
+    /// Receives are always unmounted where ZFS can; only readonly=on and
+    /// canmount=noauto|off may be set; snapshots, holds, bookmarks and
+    /// destroys are limited to the client's job's own sync snapshots
+    /// (`zfsrepl_sync_<job>_<target>_<time>`). The client runs, for example:
+    ///
+    ///   zfsrepl send --agent --compress zstd tank/off backup@off2:backup/off1
+    Serve(serve_cmd::ServeArgs),
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]
     Clone(clone_cmd::CloneCommand),
@@ -495,6 +526,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
         Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
+        Command::Serve(a) => return serve_cmd::run(&a, cli.global.zfs),
         Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,

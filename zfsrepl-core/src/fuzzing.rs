@@ -89,6 +89,19 @@ pub fn resume_token(data: &[u8]) {
     let _ = decode_resume_token(&wrap_payload(data));
 }
 
+/// The agent's frame decoder and message parser: frames or a clear error,
+/// never a payload over its kind's bound; every control payload parsed as
+/// a request and as a response.
+pub fn agent_frame(data: &[u8]) {
+    let (frames, err) = crate::agent::decode_all(data);
+    drop(err.map(|e| e.to_string()));
+    for f in frames {
+        assert!(f.payload.len() <= f.kind.max_payload());
+        let _ = crate::agent::proto::parse_message::<crate::agent::Request>(&f.payload);
+        let _ = crate::agent::proto::parse_message::<crate::agent::Response>(&f.payload);
+    }
+}
+
 /// A fuzz entry point: arbitrary bytes in, no panic out.
 pub type Target = fn(&[u8]);
 
@@ -100,4 +113,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("zfs_output", zfs_output),
     ("stderr", stderr),
     ("resume_token", resume_token),
+    ("agent_frame", agent_frame),
 ];

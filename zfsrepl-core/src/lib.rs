@@ -28,6 +28,9 @@
 //!   limit and cancellation, and blames the side that failed first;
 //!   [`stream::ZstdEncoder`]/[`stream::ZstdDecoder`] compress network legs
 //!   in-process on bounded buffers.
+//! - [`agent`]: the agent protocol, its confined [`agent::Server`]
+//!   (`zfsrepl serve --stdio`, an ssh forced command) and the
+//!   [`agent::AgentClient`] the executor drives like a local ZFS.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -37,6 +40,7 @@
 //! # Ok::<(), zfsrepl_core::NameError>(())
 //! ```
 
+pub mod agent;
 pub mod clone;
 pub mod hooks;
 pub mod name;

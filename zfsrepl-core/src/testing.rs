@@ -1,6 +1,6 @@
 //! Test support (feature `test-util`): [`TestPool`], a real file-backed pool
 //! with a unique name that is destroyed on drop, and the fixture DSL that
-//! populates it.
+//! populates it; [`sshd`], a private sshd for ssh and agent tests.
 //!
 //! Real-pool tests never skip: when no ZFS is available [`TestPool::new`]
 //! panics with the command that sets it up (`scripts/setup-zfs.sh`), so a CI
@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use crate::name::{DatasetName, SnapshotName};
 use crate::zfs::{Capabilities, LocalRunner, ZfsCli};
+
+pub mod sshd;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
