@@ -1,6 +1,7 @@
 //! Test support (feature `test-util`): [`TestPool`], a real file-backed pool
 //! with a unique name that is destroyed on drop, and the fixture DSL that
-//! populates it; [`sshd`], a private sshd for ssh and agent tests.
+//! populates it; [`sshd`], a private sshd for ssh and agent tests;
+//! [`stunnel`], a real stunnel for interoperability tests.
 //!
 //! Real-pool tests never skip: when no ZFS is available [`TestPool::new`]
 //! panics with the command that sets it up (`scripts/setup-zfs.sh`), so a CI
@@ -16,6 +17,7 @@ use crate::name::{DatasetName, SnapshotName};
 use crate::zfs::{Capabilities, LocalRunner, ZfsCli};
 
 pub mod sshd;
+pub mod stunnel;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
