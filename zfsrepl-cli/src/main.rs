@@ -156,7 +156,7 @@ enum Command {
     /// authenticated by TLS-PSK with stunnel's secrets file (IDENTITY:KEY
     /// lines, one unique key per link; the file must be owned by this user
     /// and readable by nobody else). --config then names a peers file: one
-    /// [[peer]] table per PSK identity, with the keys above (identity
+    /// `[[peer]]` table per PSK identity, with the keys above (identity
     /// required). An identity with no entry, an unknown identity and a
     /// wrong key are refused at the handshake and logged with the identity.
     /// Peers never destroy the newest snapshot of a dataset, a held

@@ -2,7 +2,7 @@
 //!
 //! Every name in a request is one of the validated name types, so a request
 //! carrying `pool/a/../b`, an empty component or a stray `@` does not even
-//! parse ([`FrameError::BadControl`](super::FrameError::BadControl)).
+//! parse ([`FrameError::BadControl`]).
 
 use std::io::{Read, Write};
 
@@ -307,7 +307,7 @@ pub fn send_message<T: Serialize>(
 /// # Errors
 /// [`FrameError::Unexpected`] for another kind, [`FrameError::BadControl`]
 /// for JSON that is not a `T`, any error of
-/// [`read_frame_into`](super::read_frame_into).
+/// [`read_frame_into`].
 pub fn recv_message<T: for<'de> Deserialize<'de>>(
     r: &mut (impl Read + ?Sized),
     buf: &mut Vec<u8>,
