@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 mod clone_cmd;
+mod net_cmd;
 mod send_cmd;
 mod serve_cmd;
 mod snapshot_cmd;
@@ -158,6 +159,27 @@ enum Command {
     /// (`zfsrepl_sync_<job>_<target>_<time>`). The client runs, for example:
     ///
     ///   zfsrepl send --agent --compress zstd tank/off backup@off2:backup/off1
+    ///
+    /// With --listen ADDR the agent serves many peers over the network,
+    /// authenticated by TLS-PSK with stunnel's secrets file (IDENTITY:KEY
+    /// lines, one unique key per link; the file must be owned by this user
+    /// and readable by nobody else). --config then names a peers file: one
+    /// `[[peer]]` table per PSK identity, with the keys above (identity
+    /// required). An identity with no entry, an unknown identity and a
+    /// wrong key are refused at the handshake and logged with the identity.
+    /// Peers never destroy the newest snapshot of a dataset, a held
+    /// snapshot, or anything but their job's own sync snapshots:
+    ///
+    ///   zfsrepl serve --listen 0.0.0.0:8999 --psk-file /etc/zfsrepl/psk.txt --config /etc/zfsrepl/peers.toml
+    ///
+    ///   zfsrepl send -r --compress zstd tank/off tls://ovh3:8999/rpool/backups/off2 --psk-file /etc/zfsrepl/psk.txt --identity off2-to-ovh3
+    ///
+    /// Behind an existing stunnel (which holds the key and passes plain TCP
+    /// on), listen plain on loopback with the link's identity:
+    ///
+    ///   zfsrepl serve --listen 127.0.0.1:9000 --plain --identity off2-to-ovh3 --config /etc/zfsrepl/peers.toml
+    ///
+    ///   zfsrepl send tank/off stunnel://127.0.0.1:9001/rpool/backups/off2   (a local stunnel client port)
     Serve(serve_cmd::ServeArgs),
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]

@@ -24,10 +24,13 @@ use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsRead, ZfsStream, ZfsWrite};
 /// `zfsrepl send` arguments.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Source: `pool/ds` here, or `[user@]host:pool/ds` over ssh.
+    /// Source: `pool/ds` here, `[user@]host:pool/ds` over ssh,
+    /// `tls://host:port/pool/ds` (a `zfsrepl serve --listen`, TLS-PSK) or
+    /// `stunnel://127.0.0.1:port/pool/ds` (plain TCP into a local stunnel
+    /// client port that carries it to a `zfsrepl serve`).
     #[arg(value_name = "SRC")]
     pub src: String,
-    /// Target: `pool/ds` here, or `[user@]host:pool/ds` over ssh.
+    /// Target: the same forms as SRC.
     #[arg(value_name = "DST")]
     pub dst: String,
     /// Replicate the source's descendants too (parents first).
@@ -58,6 +61,11 @@ pub struct SendArgs {
     /// Send existing snapshots only: take no sync snapshot first.
     #[arg(long)]
     pub no_sync_snap: bool,
+    /// With --no-sync-snap: place no hold on the new base either (as
+    /// syncoid --no-sync-snap). Other tools may then destroy the base and
+    /// the next run needs a full send.
+    #[arg(long, requires = "no_sync_snap")]
+    pub no_hold: bool,
     /// Roll the target back when it diverged or was modified, over
     /// snapshots zfsrepl owns only (never `receive -F`).
     #[arg(long)]
@@ -90,6 +98,12 @@ pub struct SendArgs {
         requires = "agent"
     )]
     pub remote_zfsrepl: OsString,
+    /// The PSK identity for tls:// sides (default: the first of
+    /// --psk-file, as stunnel's PSKidentity).
+    #[arg(long, value_name = "ID")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::net_cmd::TlsArgs,
 }
 
 /// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
@@ -135,7 +149,7 @@ fn ssh_target(host: &str, a: &SendArgs) -> Result<SshTarget> {
     Ok(t)
 }
 
-fn side(s: &str, a: &SendArgs) -> Result<(Box<dyn Runner>, DatasetName)> {
+pub(crate) fn side(s: &str, a: &SendArgs) -> Result<(Box<dyn Runner>, DatasetName)> {
     let (host, ds) = split_side(s)?;
     let runner: Box<dyn Runner> = match host {
         None => Box::new(LocalRunner::new()),
@@ -195,7 +209,7 @@ fn compress_leg(
 
 /// This run's job and target: `--job` or the source spec, and the target
 /// spec, sanitised into snapshot-name characters.
-fn sync_job(a: &SendArgs) -> SyncJob {
+pub(crate) fn sync_job(a: &SendArgs) -> SyncJob {
     SyncJob::new(a.job.as_deref().unwrap_or(&a.src), &a.dst)
 }
 
@@ -349,6 +363,9 @@ impl ExecProgress for TermProgress {
 
 /// Runs `zfsrepl send`.
 pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    if crate::net_cmd::is_net(&a.src) || crate::net_cmd::is_net(&a.dst) {
+        return crate::net_cmd::run_send(&a, &zfs_bin);
+    }
     if a.agent {
         return run_agent(&a, &zfs_bin);
     }
@@ -387,7 +404,7 @@ fn run_agent(a: &SendArgs, zfs_bin: &OsString) -> Result<ExitCode> {
 
 /// Sync snapshot, listing, plan, and (unless a dry run) execution and
 /// report, between any two ZFS ends.
-fn replicate<S, D>(
+pub(crate) fn replicate<S, D>(
     a: &SendArgs,
     src: &S,
     dst: &D,
@@ -432,7 +449,7 @@ where
             bwlimit: a.bwlimit,
             ..CopyOptions::default()
         },
-        sync: Some(job),
+        sync: (!a.no_hold).then_some(job),
         readonly: a.readonly,
         estimate: tty,
     };
@@ -494,12 +511,20 @@ mod tests {
             ssh_key: None,
             ssh_options: Vec::new(),
             no_sync_snap: false,
+            no_hold: false,
             force_rollback: false,
             job: None,
             readonly: false,
             compress: Compress::None,
             agent: false,
             remote_zfsrepl: "zfsrepl".into(),
+            identity: None,
+            tls: crate::net_cmd::TlsArgs {
+                psk_file: None,
+                tls_versions: zfsrepl_core::transport::tls::TlsVersions::Auto,
+                io_timeout: 600,
+                dead_peer: 60,
+            },
         };
         assert_eq!(
             sync_job(&a).prefix(),

@@ -1,5 +1,6 @@
 //! `zfsrepl serve --stdio`: the agent on standard input and output, as an
-//! ssh forced command.
+//! ssh forced command; `zfsrepl serve --listen`: the agent over TLS-PSK (or
+//! plain TCP behind a local stunnel) to the peers of a peers file.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -16,16 +17,32 @@ use zfsrepl_core::zfs::LocalRunner;
 pub struct ServeArgs {
     /// Serve one client on standard input and output, then exit (for an
     /// ssh forced command).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "listen")]
     pub stdio: bool,
-    /// The agent config: the dataset roots the peer may read and write.
-    #[arg(long, value_name = "FILE", default_value = "/etc/zfsrepl/agent.toml")]
-    pub config: PathBuf,
+    /// With --stdio, the agent config: the dataset roots the peer may read
+    /// and write (default /etc/zfsrepl/agent.toml). With --listen, the
+    /// peers file: one `[[peer]]` of the same keys per PSK identity
+    /// (default /etc/zfsrepl/peers.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: crate::net_cmd::ListenArgs,
 }
 
 /// Runs `zfsrepl serve`.
 pub fn run(a: &ServeArgs, zfs_bin: OsString) -> Result<ExitCode> {
-    let config = AgentConfig::load(&a.config)?;
+    if a.net.listen.is_some() {
+        let config = a
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/zfsrepl/peers.toml"));
+        return crate::net_cmd::run_listen(&a.net, &config, zfs_bin);
+    }
+    let path = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/zfsrepl/agent.toml"));
+    let config = AgentConfig::load(&path)?;
     let who = config.who().to_owned();
     tracing::info!(
         identity = %who,

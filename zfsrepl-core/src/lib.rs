@@ -31,6 +31,8 @@
 //! - [`agent`]: the agent protocol, its confined [`agent::Server`]
 //!   (`zfsrepl serve --stdio`, an ssh forced command) and the
 //!   [`agent::AgentClient`] the executor drives like a local ZFS.
+//! - [`transport`]: network legs; [`transport::tls`] is TLS-PSK compatible
+//!   with stunnel's secrets files and with a real stunnel on either end.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -49,6 +51,7 @@ pub mod replication;
 pub mod retention;
 pub mod snapshot;
 pub mod stream;
+pub mod transport;
 pub mod zfs;
 
 #[cfg(feature = "fuzzing")]
