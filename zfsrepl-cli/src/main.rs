@@ -121,6 +121,12 @@ enum Command {
     ///   zfsrepl send -r tank/off root@ovh3:rpool/backups/off2
     ///
     ///   zfsrepl send --job off-to-ovh3 --readonly --compress zstd tank/off root@ovh3:rpool/b/off
+    ///
+    /// With --agent, a remote side is the zfsrepl agent (`zfsrepl serve
+    /// --stdio`, the ssh key's forced command) instead of bare `zfs`: the
+    /// remote host confines the key to the roots its agent config allows.
+    ///
+    ///   zfsrepl send --agent --compress zstd -r tank/off backup@ovh3:rpool/b/off
     Send(send_cmd::SendArgs),
     /// Serve the zfsrepl agent protocol to one peer (`zfsrepl send --agent`).
     ///
@@ -129,7 +135,7 @@ enum Command {
     /// nothing but speak the agent protocol within the roots of its config.
     /// In ~/.ssh/authorized_keys of the user that may run `zfs` (one line):
     ///
-    ///   command="zfsrepl serve --stdio --config /etc/zfsrepl/agent.toml",restrict ssh-ed25519 AAAA... backup@off1
+    ///   command="zfsrepl serve --stdio --config /etc/zfsrepl/agent.toml",restrict ssh-ed25519 AAAA...
     ///
     /// The config (TOML) says what the peer may do; anything else is
     /// refused with an error and logged (to stderr, which ssh passes to the
@@ -144,6 +150,8 @@ enum Command {
     ///   allow-destroy = true            # its job's own older sync snapshots
     ///
     ///   allow-rollback = false          # rollback over zfsrepl snapshots, receive -F
+    ///
+    ///   allow-stream-props = false      # receive `zfs send -p/-R` streams
     ///
     /// Receives are always unmounted where ZFS can; only readonly=on and
     /// canmount=noauto|off may be set; snapshots, holds, bookmarks and

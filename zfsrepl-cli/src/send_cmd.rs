@@ -61,6 +61,11 @@ pub struct SendArgs {
     /// Send existing snapshots only: take no sync snapshot first.
     #[arg(long)]
     pub no_sync_snap: bool,
+    /// With --no-sync-snap: place no hold on the new base either (as
+    /// syncoid --no-sync-snap). Other tools may then destroy the base and
+    /// the next run needs a full send.
+    #[arg(long, requires = "no_sync_snap")]
+    pub no_hold: bool,
     /// Roll the target back when it diverged or was modified, over
     /// snapshots zfsrepl owns only (never `receive -F`).
     #[arg(long)]
@@ -452,7 +457,7 @@ where
             bwlimit: a.bwlimit,
             ..CopyOptions::default()
         },
-        sync: Some(job),
+        sync: (!a.no_hold).then_some(job),
         readonly: a.readonly,
         estimate: tty,
     };
@@ -514,6 +519,7 @@ mod tests {
             ssh_key: None,
             ssh_options: Vec::new(),
             no_sync_snap: false,
+            no_hold: false,
             force_rollback: false,
             job: None,
             readonly: false,

@@ -326,7 +326,7 @@ fn serve_stdio_refuses_outside_its_roots_and_garbage() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(&replies[2], Response::List { datasets } if datasets.len() == 1));
+    assert!(matches!(&replies[2], Response::List { datasets, .. } if datasets.len() == 1));
     // The refusal is logged with the identity, on stderr (ssh passes it on).
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused") && err.contains("cli"), "{err}");
@@ -396,4 +396,86 @@ fn streams_with_properties_are_refused_over_ssh() {
     copy(false, "in/q").unwrap();
     let got = local.list(&ListSpec::all(vec![pool.ds("in/q")])).unwrap();
     assert_eq!(got[0].versions.len(), 1);
+}
+
+/// The pids of processes whose command line contains `needle`.
+fn pids_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills the agent (the remote `zfsrepl serve`, started by this test's
+/// sshd for this test's config) once it has run for `after`.
+fn kill_agent_after(config: &Path, after: std::time::Duration) -> std::thread::JoinHandle<bool> {
+    let needle = format!("serve --stdio --config {}", config.display());
+    std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(30) {
+            let pids = pids_with(&needle);
+            if !pids.is_empty() && t.elapsed() >= after {
+                for p in pids {
+                    let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+                }
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    })
+}
+
+/// The agent killed mid-stream, pushing and pulling: the run fails with a
+/// transport error naming the host, nothing is left that blocks the next
+/// run, and the next run converges with the same guids.
+#[test]
+fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
+    let sshd = Sshd::start();
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    src.apply("+ \"big: 1\"");
+    src.write("big: 1", "f", 24 << 20);
+    dst.apply("+ in");
+    let sroot = src.ds("big: 1");
+    let config = agent_config(&sshd, "agent.toml", &[&sroot], &[&dst.ds("in")]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    let slow = ["--bwlimit", "4000000", "--job", "kill"];
+    let cases = [
+        (
+            sroot.to_string(),
+            format!("root@127.0.0.1:{}", dst.ds("in/pushed")),
+        ),
+        (
+            format!("root@127.0.0.1:{sroot}"),
+            dst.ds("pulled").to_string(),
+        ),
+    ];
+    for (from, to) in &cases {
+        let killer = kill_agent_after(&config, std::time::Duration::from_millis(1500));
+        let o = send_agent(&sshd, &key, &slow, from, to);
+        assert!(killer.join().unwrap(), "the agent was never seen");
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        assert!(show(&o).contains("127.0.0.1"), "{}", show(&o));
+        let o = send_agent(&sshd, &key, &["--job", "kill"], from, to);
+        assert!(o.status.success(), "{}", show(&o));
+    }
+    // Each target holds its job's latest sync snapshot, with the source's
+    // guid for that name.
+    let source = tree(&src, &sroot).remove(0).1;
+    for target in [dst.ds("in/pushed"), dst.ds("pulled")] {
+        let got = tree(&dst, &target).remove(0).1;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(source.contains(&got[0]), "{got:?} not in {source:?}");
+    }
 }

@@ -76,6 +76,16 @@ impl TestPool {
         Self::create(256 << 20, true)
     }
 
+    /// Creates a mounted pool of `bytes` (sparse; at least 64 MiB), for
+    /// tests that fill a pool on purpose.
+    ///
+    /// # Panics
+    /// When ZFS is not available or the pool cannot be created.
+    #[must_use]
+    pub fn mounted_with_size(bytes: u64) -> Self {
+        Self::create(bytes, true)
+    }
+
     fn create(bytes: u64, mounted: bool) -> Self {
         let name = format!(
             "zfsrepl_t_{}_{}",

@@ -293,6 +293,33 @@ impl AgentClient {
         }
     }
 
+    /// One request, and every response while they say `more`.
+    fn call_all(&self, op: &str, req: &Request) -> ZfsResult<Vec<Response>> {
+        let first = self.call(op, req)?;
+        let more = |r: &Response| {
+            matches!(
+                r,
+                Response::List { more: true, .. } | Response::Props { more: true, .. }
+            )
+        };
+        let mut out = vec![first];
+        while out.last().is_some_and(more) {
+            let mut c = self.shared.take(op)?;
+            match recv_message::<Response>(&mut c, &mut Vec::new()) {
+                Ok(r) => {
+                    self.shared.put(Some(c), String::new);
+                    out.push(r);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    self.shared.put(None, || why.clone());
+                    return Err(self.shared.transport(op, &why));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn done(&self, op: &str, req: &Request) -> ZfsResult<()> {
         match self.call(op, req)? {
             Response::Done => Ok(()),
@@ -342,10 +369,20 @@ impl ZfsRead for AgentClient {
     }
 
     fn list(&self, spec: &ListSpec) -> ZfsResult<Vec<Dataset>> {
-        match self.call("list", &Request::List { spec: spec.clone() })? {
-            Response::List { datasets } => Ok(datasets),
-            other => Err(self.unexpected("list", &other)),
+        let mut out: Vec<Dataset> = Vec::new();
+        for r in self.call_all("list", &Request::List { spec: spec.clone() })? {
+            let Response::List { datasets, .. } = r else {
+                return Err(self.unexpected("list", &r));
+            };
+            for d in datasets {
+                // A dataset too big for one response continues in the next.
+                match out.last_mut() {
+                    Some(last) if last.name == d.name => last.versions.extend(d.versions),
+                    _ => out.push(d),
+                }
+            }
         }
+        Ok(out)
     }
 
     fn get_props(
@@ -359,10 +396,14 @@ impl ZfsRead for AgentClient {
             props: props.iter().map(|p| (*p).to_owned()).collect(),
             recursive,
         };
-        match self.call("get", &req)? {
-            Response::Props { values } => Ok(values),
-            other => Err(self.unexpected("get", &other)),
+        let mut out = Vec::new();
+        for r in self.call_all("get", &req)? {
+            let Response::Props { values, .. } = r else {
+                return Err(self.unexpected("get", &r));
+            };
+            out.extend(values);
         }
+        Ok(out)
     }
 
     fn holds(&self, snapshot: &SnapshotName) -> ZfsResult<Vec<String>> {
@@ -785,7 +826,8 @@ fn outbound(
         Ok(())
     })();
     if let Err(e) = pumped {
-        return (None, Err(shared.transport("receive", &e)));
+        let why = format!("writing the stream to the agent: {e}");
+        return (None, Err(shared.transport("receive", &why)));
     }
     let aborted = abort.load(Ordering::SeqCst);
     let ended = if aborted {

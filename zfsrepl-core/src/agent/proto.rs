@@ -255,14 +255,25 @@ pub enum Response {
     /// The stream may start.
     Ready,
     /// Datasets, as [`ZfsRead::list`](crate::ZfsRead::list) returns them.
+    /// A listing too big for one control frame comes in several responses,
+    /// all but the last with `more`; a dataset too big for one is split
+    /// into consecutive parts (same name, versions continued), which the
+    /// client joins.
     List {
         /// The datasets.
         datasets: Vec<Dataset>,
+        /// Another `List` response follows.
+        #[serde(default)]
+        more: bool,
     },
-    /// Property values.
+    /// Property values, in several responses (with `more`) when too many
+    /// for one control frame.
     Props {
         /// The values.
         values: Vec<PropValue>,
+        /// Another `Props` response follows.
+        #[serde(default)]
+        more: bool,
     },
     /// Hold tags.
     Holds {

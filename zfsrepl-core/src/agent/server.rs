@@ -48,6 +48,7 @@ pub struct Server<Z> {
     config: AgentConfig,
     zfs: Z,
     zstd_workers: u32,
+    chunk_budget: usize,
 }
 
 /// One connection's state.
@@ -95,7 +96,15 @@ where
             config,
             zfs,
             zstd_workers: default_zstd_workers(),
+            chunk_budget: CHUNK_BUDGET,
         }
+    }
+
+    /// A smaller listing budget, for tests of chunked listings.
+    #[cfg(test)]
+    pub(crate) fn with_chunk_budget(mut self, budget: usize) -> Self {
+        self.chunk_budget = budget;
+        self
     }
 
     /// zstd worker threads when this server compresses a stream it sends.
@@ -187,8 +196,9 @@ where
                 Request::Send { spec, codec } => self.send(conn, s, &spec, codec)?,
                 Request::Receive { spec, codec } => self.receive(conn, s, &spec, codec)?,
                 other => {
-                    let r = self.handle(s, other);
-                    reply(conn, s, &r)?;
+                    for r in self.handle(s, other) {
+                        reply(conn, s, &r)?;
+                    }
                 }
             }
         }
@@ -365,12 +375,52 @@ where
         }
     }
 
-    /// The requests without a stream.
-    fn handle(&self, s: &mut Session, req: Request) -> Response {
+    /// The requests without a stream: one response, or several for a big
+    /// listing.
+    fn handle(&self, s: &mut Session, req: Request) -> Vec<Response> {
         let op = req.op();
-        match self.check(s, &req) {
-            Err(why) => self.refuse(s, op, why),
-            Ok(()) => self.run(s, req),
+        if let Err(why) = self.check(s, &req) {
+            return vec![self.refuse(s, op, why)];
+        }
+        match req {
+            Request::List { spec } => match self.zfs.list(&spec) {
+                Ok(datasets) => {
+                    let chunks = list_chunks(datasets, self.chunk_budget);
+                    let last = chunks.len().saturating_sub(1);
+                    chunks
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, datasets)| Response::List {
+                            datasets,
+                            more: i < last,
+                        })
+                        .collect()
+                }
+                Err(e) => vec![err(&e)],
+            },
+            Request::GetProps {
+                names,
+                props,
+                recursive,
+            } => {
+                let props: Vec<&str> = props.iter().map(String::as_str).collect();
+                match self.zfs.get_props(&names, &props, recursive) {
+                    Ok(values) => {
+                        let chunks = chunks_by_size(values, self.chunk_budget);
+                        let last = chunks.len().saturating_sub(1);
+                        chunks
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, values)| Response::Props {
+                                values,
+                                more: i < last,
+                            })
+                            .collect()
+                    }
+                    Err(e) => vec![err(&e)],
+                }
+            }
+            other => vec![self.run(s, other)],
         }
     }
 
@@ -379,7 +429,13 @@ where
     fn check(&self, s: &Session, req: &Request) -> Result<(), String> {
         match req {
             Request::Hello { .. } | Request::Send { .. } | Request::Receive { .. } => Ok(()),
+            Request::List { spec } if spec.roots.is_empty() => {
+                Err("list: name the roots to list (all pools are not listed)".into())
+            }
             Request::List { spec } => spec.roots.iter().try_for_each(|r| self.visible(r, "list")),
+            Request::GetProps { names, .. } if names.is_empty() => {
+                Err("get: name the datasets (all pools are not read)".into())
+            }
             Request::GetProps { names, .. } => names
                 .iter()
                 .try_for_each(|n| self.visible(&n.dataset(), "get")),
@@ -455,18 +511,6 @@ where
         let done = |r: Result<(), ZfsError>| r.map_or_else(|e| err(&e), |()| Response::Done);
         let tag = || s.job.as_ref().map(SyncJob::hold_tag).unwrap_or_default();
         match req {
-            Request::List { spec } => z
-                .list(&spec)
-                .map_or_else(|e| err(&e), |datasets| Response::List { datasets }),
-            Request::GetProps {
-                names,
-                props,
-                recursive,
-            } => {
-                let props: Vec<&str> = props.iter().map(String::as_str).collect();
-                z.get_props(&names, &props, recursive)
-                    .map_or_else(|e| err(&e), |values| Response::Props { values })
-            }
             Request::Holds { snapshot } => z
                 .holds(&snapshot)
                 .map_or_else(|e| err(&e), |tags| Response::Holds { tags }),
@@ -498,11 +542,13 @@ where
                 destroy_newer,
             } => done(z.rollback(&snapshot, destroy_newer)),
             Request::ReceiveAbort { target } => done(z.receive_abort(&target)),
-            Request::Hello { .. } | Request::Send { .. } | Request::Receive { .. } => {
-                Response::Error {
-                    error: WireError::refused("request", "not here"),
-                }
-            }
+            Request::Hello { .. }
+            | Request::Send { .. }
+            | Request::Receive { .. }
+            | Request::List { .. }
+            | Request::GetProps { .. } => Response::Error {
+                error: WireError::refused("request", "not here"),
+            },
         }
     }
 
@@ -588,6 +634,8 @@ where
                 Ok(sent)
             }
             Codec::Zstd { level } => {
+                // The peer's level, within what costs bounded memory.
+                let level = level.clamp(1, 19);
                 let mut enc = zstd_encoder(frames, level, self.zstd_workers).map_err(Pump::Peer)?;
                 loop {
                     let n = read_some(stream, &mut buf).map_err(Pump::Source)?;
@@ -796,6 +844,65 @@ impl<R: Write> Write for StreamGate<R> {
         }
         self.inner.flush()
     }
+}
+
+/// The JSON budget of one listing response: the control bound less room
+/// for the envelope.
+const CHUNK_BUDGET: usize = super::frame::MAX_CONTROL - 4096;
+
+fn json_len<T: serde::Serialize>(v: &T) -> usize {
+    serde_json::to_vec(v).map_or(0, |j| j.len())
+}
+
+/// Splits items into runs whose JSON stays within `budget` (an item over
+/// the budget goes alone).
+pub(crate) fn chunks_by_size<T: serde::Serialize>(items: Vec<T>, budget: usize) -> Vec<Vec<T>> {
+    let mut chunks = Vec::new();
+    let (mut cur, mut size) = (Vec::new(), 0);
+    for it in items {
+        let n = json_len(&it) + 1;
+        if size + n > budget && !cur.is_empty() {
+            chunks.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        cur.push(it);
+        size += n;
+    }
+    if !cur.is_empty() || chunks.is_empty() {
+        chunks.push(cur);
+    }
+    chunks
+}
+
+/// Splits a listing into runs within `budget`; a dataset over the budget
+/// is split into parts of its versions (same name and fields), which the
+/// client joins back.
+pub(crate) fn list_chunks(
+    datasets: Vec<crate::zfs::Dataset>,
+    budget: usize,
+) -> Vec<Vec<crate::zfs::Dataset>> {
+    let mut parts = Vec::with_capacity(datasets.len());
+    for d in datasets {
+        if json_len(&d) <= budget {
+            parts.push(d);
+            continue;
+        }
+        let mut head = d.clone();
+        head.versions.clear();
+        let base = json_len(&head);
+        let (mut part, mut size) = (head.clone(), base);
+        for v in d.versions {
+            let n = json_len(&v) + 1;
+            if size + n > budget && !part.versions.is_empty() {
+                parts.push(std::mem::replace(&mut part, head.clone()));
+                size = base;
+            }
+            part.versions.push(v);
+            size += n;
+        }
+        parts.push(part);
+    }
+    chunks_by_size(parts, budget)
 }
 
 /// A receive's input: plain, or through a zstd decoder.
