@@ -555,7 +555,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
-        Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
+        Command::Send(a) => return net_cmd::send_with_retries(&a, &cli.global.zfs),
         Command::Serve(a) => return serve_cmd::run(&a, cli.global.zfs),
         Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
         Command::Policy(PolicyCommand::ImportSanoid {

@@ -22,7 +22,7 @@ use zfsrepl_core::zfs::{LocalRunner, SshRunner, SshTarget};
 use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsRead, ZfsStream, ZfsWrite};
 
 /// `zfsrepl send` arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SendArgs {
     /// Source: `pool/ds` here, `[user@]host:pool/ds` over ssh,
     /// `tls://host:port/pool/ds` (a `zfsrepl serve --listen`, TLS-PSK) or
@@ -104,6 +104,14 @@ pub struct SendArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub tls: crate::net_cmd::TlsArgs,
+    /// Run again up to N times when a run fails (a dropped link, a busy
+    /// target), waiting --retry-wait seconds, doubled after each attempt.
+    /// Refused keys and identities are not retried.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Seconds before the first retry.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_wait: u64,
 }
 
 /// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
@@ -519,6 +527,8 @@ mod tests {
             agent: false,
             remote_zfsrepl: "zfsrepl".into(),
             identity: None,
+            retries: 0,
+            retry_wait: 5,
             tls: crate::net_cmd::TlsArgs {
                 psk_file: None,
                 tls_versions: zfsrepl_core::transport::tls::TlsVersions::Auto,
