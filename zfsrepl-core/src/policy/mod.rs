@@ -35,6 +35,7 @@ pub mod diagnostic;
 mod reader;
 pub mod sanoid;
 mod settings;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -46,6 +47,7 @@ use toml::de::DeTable;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
 pub use reader::parse_duration;
 pub use settings::{Counts, HookFailure, Hooks, Monitor, Naming, Retention, Settings, Threshold};
+pub use targets::Targets;
 
 use crate::name::DatasetName;
 use reader::{Cx, Fields};
@@ -105,6 +107,9 @@ pub struct Policy {
     pub timezone: String,
     /// Dataset entries, sorted by dataset name.
     pub datasets: Vec<DatasetPolicy>,
+    /// Clones, containers, exports, proxies and tunnels
+    /// ([`targets`]).
+    pub targets: Targets,
 }
 
 impl Policy {
@@ -173,7 +178,18 @@ pub fn parse_str(path: impl AsRef<Path>, text: &str) -> Result<Policy, Diagnosti
     validate(&[Source::new(path.as_ref(), text)]).map(|(p, _)| p)
 }
 
-const TOP_KEYS: &[&str] = &["version", "timezone", "sanoid-conf", "template", "dataset"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "version",
+    "timezone",
+    "sanoid-conf",
+    "template",
+    "dataset",
+    "clone",
+    "container",
+    "export",
+    "proxy",
+    "tunnel",
+];
 /// Keys only a dataset entry takes (it takes every template key too).
 const DATASET_ONLY_KEYS: &[&str] = &["recursive", "exclude", "children-only"];
 
@@ -201,6 +217,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
     // Templates are global across files: name -> (file, span, partial, uses).
     let mut templates: TemplateMap = BTreeMap::new();
     let mut entries: Vec<RawEntry> = Vec::new();
+    let mut raw_targets = targets::RawTargets::default();
 
     for (fi, src) in sources.iter().enumerate() {
         let mut cx = Cx::new(src);
@@ -333,6 +350,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
                 );
             }
         }
+        raw_targets.read(&mut cx, fi, &mut top);
         top.finish(&mut cx);
         diags.extend(cx.diags);
     }
@@ -454,6 +472,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
         });
     }
     out.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+    let targets = raw_targets.finish(sources, None, &out, &[], &mut diags);
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
         let mut all = errors;
@@ -465,6 +484,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
             sources: sources.iter().map(|s| s.path().to_owned()).collect(),
             timezone: timezone.unwrap_or_else(|| "UTC".into()),
             datasets: out,
+            targets,
         },
         Diagnostics(warnings),
     ))
