@@ -431,6 +431,13 @@ fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
                     policy.datasets.len(),
                     warnings.0.len()
                 );
+                if !policy.jobs.is_empty() || !policy.hosts.is_empty() {
+                    println!(
+                        "{} job(s), {} host(s)",
+                        policy.jobs.len(),
+                        policy.hosts.len()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -18,6 +18,8 @@
 //!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
 //! - [`retention`]: the pure prune planner (sanoid counts, a zrepl-style
 //!   grid, keep-last, regex), a reason for every keep and destroy.
+//! - [`schedule`]: job schedules (`every 15m`, `daily 03:00`, ...) and the
+//!   pure next-run computation the daemon uses.
 //! - [`replication`]: the pure replication planner: the guid-matched common
 //!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
 //!   serializable plan; and its executor.
@@ -46,6 +48,7 @@ pub mod name;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod schedule;
 pub mod snapshot;
 pub mod stream;
 pub mod target;

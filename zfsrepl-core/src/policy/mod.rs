@@ -25,6 +25,9 @@
 //! timeout = "30s"
 //! ```
 //!
+//! The daemon's hosts, jobs and `[daemon]` section are read by [`jobs`]
+//! (its documentation shows them).
+//!
 //! Settings resolve like sanoid's: built-in defaults, then each template in
 //! `use-template` order (templates may use templates), then the dataset's
 //! own keys. A dataset entry below a recursive one refines it, whatever
@@ -32,6 +35,7 @@
 //! lose its overrides; we do not).
 
 pub mod diagnostic;
+pub mod jobs;
 mod reader;
 pub mod sanoid;
 mod settings;
@@ -45,6 +49,10 @@ use serde::Serialize;
 use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
+pub use jobs::{
+    Compression, DaemonSettings, DatasetRef, Direction, Host, Job, JobKind, Replicate, Transport,
+    Trigger,
+};
 pub use reader::parse_duration;
 pub use settings::{Counts, HookFailure, Hooks, Monitor, Naming, Retention, Settings, Threshold};
 pub use targets::Targets;
@@ -107,6 +115,12 @@ pub struct Policy {
     pub timezone: String,
     /// Dataset entries, sorted by dataset name.
     pub datasets: Vec<DatasetPolicy>,
+    /// `[host.NAME]` entries, sorted by name.
+    pub hosts: Vec<Host>,
+    /// `[job.NAME]` entries, sorted by name.
+    pub jobs: Vec<Job>,
+    /// The `[daemon]` section (defaults when absent).
+    pub daemon: DaemonSettings,
     /// Clones, containers, exports, proxies and tunnels
     /// ([`targets`]).
     pub targets: Targets,
@@ -184,6 +198,9 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "sanoid-conf",
     "template",
     "dataset",
+    "host",
+    "job",
+    "daemon",
     "clone",
     "container",
     "export",
@@ -218,6 +235,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
     let mut templates: TemplateMap = BTreeMap::new();
     let mut entries: Vec<RawEntry> = Vec::new();
     let mut raw_targets = targets::RawTargets::default();
+    let mut daemon_raw = jobs::Raw::default();
 
     for (fi, src) in sources.iter().enumerate() {
         let mut cx = Cx::new(src);
@@ -350,6 +368,16 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
                 );
             }
         }
+        if let Some(v) = top.get("host") {
+            daemon_raw.read_hosts(&mut cx, fi, v);
+        }
+        if let Some(v) = top.get("job") {
+            daemon_raw.read_jobs(&mut cx, fi, v);
+        }
+        if let Some(v) = top.get("daemon") {
+            let span = top.key_span("daemon").unwrap_or_else(|| v.span());
+            daemon_raw.read_daemon(&mut cx, fi, span, v);
+        }
         raw_targets.read(&mut cx, fi, &mut top);
         top.finish(&mut cx);
         diags.extend(cx.diags);
@@ -472,7 +500,8 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
         });
     }
     out.sort_by(|a, b| a.dataset.cmp(&b.dataset));
-    let targets = raw_targets.finish(sources, None, &out, &[], &mut diags);
+    let (hosts, jobs, daemon) = daemon_raw.finish(sources, &out, &mut diags);
+    let targets = raw_targets.finish(sources, &hosts, &out, &jobs, &mut diags);
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
         let mut all = errors;
@@ -484,6 +513,9 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
             sources: sources.iter().map(|s| s.path().to_owned()).collect(),
             timezone: timezone.unwrap_or_else(|| "UTC".into()),
             datasets: out,
+            hosts,
+            jobs,
+            daemon,
             targets,
         },
         Diagnostics(warnings),

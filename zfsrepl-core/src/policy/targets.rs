@@ -67,7 +67,7 @@ use toml::de::DeTable;
 
 use super::diagnostic::{Diagnostic, Severity, Source};
 use super::reader::{Cx, Fields, Value};
-use super::{DatasetPolicy, Origin};
+use super::{DatasetPolicy, Host, Job, JobKind, Origin};
 use crate::clone::{CloneHooks, ClonePair, CloneSpec, OWNER_PROP, Selector};
 use crate::name::DatasetName;
 
@@ -406,7 +406,8 @@ impl Targets {
 #[derive(Debug, Clone)]
 enum Ref {
     Host(String),
-    Dataset(DatasetName),
+    /// A dataset, on the section's host (`None`: this host).
+    Dataset(DatasetName, Option<String>),
     Clone(String),
 }
 
@@ -416,6 +417,8 @@ enum Ref {
 pub(crate) struct RawTargets {
     targets: Targets,
     refs: Vec<(usize, Range<usize>, Ref)>,
+    /// The host of the section being read (for its dataset references).
+    at: Option<String>,
     /// (kind, name) -> (file, span), to refuse duplicates across files.
     seen: BTreeMap<(&'static str, String), (usize, Range<usize>)>,
 }
@@ -521,7 +524,8 @@ impl RawTargets {
         let s = cx.string(v, key)?;
         match DatasetName::parse(s) {
             Ok(d) => {
-                self.refs.push((file, v.span(), Ref::Dataset(d.clone())));
+                self.refs
+                    .push((file, v.span(), Ref::Dataset(d.clone(), self.at.clone())));
                 Some(d)
             }
             Err(e) => {
@@ -542,6 +546,7 @@ impl RawTargets {
     ) {
         let mut f = Fields::new(t, CLONE_KEYS, what.clone());
         let host = self.host(cx, file, &mut f, "host", None);
+        self.at.clone_from(&host);
         let mut pairs = Vec::new();
         match f.get("pairs") {
             None => cx.error_help(
@@ -573,7 +578,8 @@ impl RawTargets {
                                 continue;
                             }
                         };
-                        self.refs.push((file, k.span(), Ref::Dataset(src.clone())));
+                        self.refs
+                            .push((file, k.span(), Ref::Dataset(src.clone(), host.clone())));
                         pairs.push(ClonePair { source: src, clone });
                     }
                     if pt.is_empty() {
@@ -673,6 +679,7 @@ impl RawTargets {
     ) {
         let mut f = Fields::new(t, CONTAINER_KEYS, what.clone());
         let host = self.host(cx, file, &mut f, "host", Some((&what, span)));
+        self.at.clone_from(&host);
         let ctid = match f.get("ctid") {
             Some(v) => cx.int(v, "ctid", 100..1_000_000_000),
             None => {
@@ -783,6 +790,7 @@ impl RawTargets {
     ) {
         let mut f = Fields::new(t, EXPORT_KEYS, what.clone());
         let host = self.host(cx, file, &mut f, "host", Some((&what, span)));
+        self.at.clone_from(&host);
         let dataset = f
             .get("dataset")
             .and_then(|v| self.dataset(cx, file, v, "dataset"));
@@ -905,6 +913,7 @@ impl RawTargets {
     ) {
         let mut f = Fields::new(t, PROXY_KEYS, what.clone());
         let host = self.host(cx, file, &mut f, "host", Some((&what, span)));
+        self.at.clone_from(&host);
         let service = f
             .get("service")
             .and_then(|v| cx.string(v, "service"))
@@ -1072,11 +1081,34 @@ impl RawTargets {
     pub(crate) fn finish(
         mut self,
         sources: &[Source],
-        hosts: Option<&BTreeSet<String>>,
+        hosts: &[Host],
         datasets: &[DatasetPolicy],
-        extra_datasets: &[DatasetName],
+        jobs: &[Job],
         diags: &mut Vec<Diagnostic>,
     ) -> Targets {
+        // Datasets on this host that jobs name (replication sources and
+        // targets here, snapshot and prune datasets).
+        let mut extra_datasets: Vec<DatasetName> = Vec::new();
+        for j in jobs {
+            extra_datasets.extend(
+                j.datasets
+                    .iter()
+                    .filter(|r| r.host.is_none())
+                    .map(|r| r.dataset.clone()),
+            );
+            if let JobKind::Replicate(r) = &j.kind {
+                extra_datasets.extend(
+                    std::iter::once(&r.source)
+                        .chain(&r.targets)
+                        .filter(|r| r.host.is_none())
+                        .map(|r| r.dataset.clone()),
+                );
+            }
+        }
+        let host_names: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        let is_here = |h: Option<&String>| {
+            h.is_none_or(|h| h == "local" || hosts.iter().any(|x| &x.name == h && x.is_local()))
+        };
         let t = &mut self.targets;
         // Exports of a clone section: its clones.
         for e in &mut t.exports {
@@ -1096,7 +1128,7 @@ impl RawTargets {
                     || (p.recursion != super::Recursion::None
                         && d.is_within(&p.dataset)
                         && !p.exclude.iter().any(|x| d.is_within(x)))
-            }) || extra_datasets.iter().any(|x| x == d)
+            }) || extra_datasets.iter().any(|x| d.is_within(x))
                 || t.clones
                     .iter()
                     .any(|c| c.pairs.iter().any(|p| d.is_within(&p.clone)))
@@ -1105,20 +1137,23 @@ impl RawTargets {
             let src = &sources[*file];
             match r {
                 Ref::Host(h) => {
-                    if let Some(hosts) = hosts
-                        && !hosts.contains(h)
-                    {
-                        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                    if h != "local" && !host_names.contains(h.as_str()) {
+                        let names: Vec<&str> = host_names.iter().copied().collect();
                         diags.push(src.diagnostic(
                             Severity::Error,
                             span.clone(),
                             format!("unknown host `{h}`"),
-                            Some(did_you_mean(h, &names, "define it as [host.NAME]; defined")),
+                            Some(did_you_mean(
+                                h,
+                                &names,
+                                "declare it with [host.NAME] (or write \"local\" for this host); declared",
+                            )),
                         ));
                     }
                 }
-                Ref::Dataset(d) => {
-                    if !known(d) {
+                Ref::Dataset(d, at) => {
+                    // Only this host's datasets are known to its policy.
+                    if is_here(at.as_ref()) && !known(d) {
                         diags.push(src.diagnostic(
                             Severity::Error,
                             span.clone(),
@@ -1137,6 +1172,25 @@ impl RawTargets {
                             Severity::Error,
                             span.clone(),
                             format!("unknown clone `{c}`"),
+                            Some(did_you_mean(
+                                c,
+                                &clone_names,
+                                "defined [clone.NAME] sections",
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
+        // Clone jobs name clone sections.
+        for j in jobs {
+            if let JobKind::Clone { clones } = &j.kind {
+                for c in clones {
+                    if !clone_names.contains(&c.as_str()) {
+                        diags.push(sources[j.origin.file].diagnostic(
+                            Severity::Error,
+                            j.origin.span.clone(),
+                            format!("clone job `{}`: unknown clone `{c}`", j.name),
                             Some(did_you_mean(
                                 c,
                                 &clone_names,

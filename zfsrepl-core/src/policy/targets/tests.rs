@@ -8,8 +8,18 @@ hourly = 24
 recursive = "per-dataset"
 "#;
 
+/// Appended after the section under test, so line numbers do not move.
+const HOSTS: &str = r#"
+[host.ovh3]
+transport = "local"
+[host.h]
+transport = "local"
+[host.off2]
+[host.a]
+"#;
+
 fn policy(extra: &str) -> crate::policy::Policy {
-    let text = format!("{BASE}{extra}");
+    let text = format!("{BASE}{extra}{HOSTS}");
     match parse_str("t.toml", &text) {
         Ok(p) => p,
         Err(d) => panic!("unexpected errors:\n{d}"),
@@ -18,7 +28,7 @@ fn policy(extra: &str) -> crate::policy::Policy {
 
 /// Every error rendered, `file:line:col: error: message` plus help.
 fn errors(extra: &str) -> Vec<String> {
-    let text = format!("{BASE}{extra}");
+    let text = format!("{BASE}{extra}{HOSTS}");
     match parse_str("t.toml", &text) {
         Ok(p) => panic!("expected errors, got {:#?}", p.targets),
         Err(d) => {
@@ -224,43 +234,66 @@ reload = ["/bin/true"]
 }
 
 #[test]
-fn hosts_are_checked_when_the_policy_defines_them() {
-    let src = Source::new("t.toml", format!("{BASE}{FULL}"));
-    let mut diags = Vec::new();
-    let hosts: BTreeSet<String> = ["off2".to_owned(), "ovh".to_owned()].into();
-    let (p, _) = crate::policy::validate(std::slice::from_ref(&src)).unwrap();
-    // Re-read the targets with a host list.
-    let mut raw = RawTargets::default();
-    let doc = DeTable::parse(src.text()).unwrap().into_inner();
-    let mut cx = Cx::new(&src);
-    let mut top = Fields::new(&doc, super::super::TOP_KEYS, "the top level");
-    raw.read(&mut cx, 0, &mut top);
-    assert!(cx.diags.is_empty());
-    let _ = raw.finish(
-        std::slice::from_ref(&src),
-        Some(&hosts),
-        &p.datasets,
-        &[],
-        &mut diags,
+fn hosts_are_declared_and_only_this_hosts_datasets_are_checked() {
+    let e = errors(
+        r#"
+[proxy.p]
+host = "ovh"
+dataset = "rpool/off/a"
+reload = ["/bin/true"]
+[proxy.q]
+host = "local"
+dataset = "rpool/nope"
+reload = ["/bin/true"]
+"#,
     );
-    let msgs: Vec<String> = diags
-        .iter()
-        .map(|d| {
-            format!(
-                "{}:{} {} ({})",
-                d.line,
-                d.column,
-                d.message,
-                d.help.clone().unwrap_or_default()
-            )
-        })
-        .collect();
-    assert!(
-        msgs.iter()
-            .all(|m| m.contains("unknown host `ovh3` (did you mean `ovh`?)")),
-        "{msgs:#?}"
+    assert_eq!(
+        e,
+        [
+            "8:8: unknown host `ovh` (did you mean `ovh3`?)",
+            "13:11: unknown dataset `rpool/nope` (no [dataset.\"...\"] entry (or recursive parent), job or clone of this policy covers it)",
+        ]
     );
-    assert_eq!(msgs.len(), 4, "{msgs:#?}");
+    // A section on another host may name that host's datasets.
+    let p = policy(
+        r#"
+[proxy.p]
+host = "off2"
+dataset = "tank/elsewhere"
+reload = ["/bin/true"]
+"#,
+    );
+    assert_eq!(p.targets.proxies[0].host, "off2");
+    // Datasets that jobs replicate here are known; clone jobs name clones.
+    let p = policy(
+        r#"
+[job.pull]
+kind = "replicate"
+source = "off2:zfs-hdd/off"
+targets = ["tank/backups/off"]
+schedule = "hourly :05"
+[clone.s]
+[clone.s.pairs]
+"tank/backups/off/products" = "tank/st/products"
+[job.refresh]
+kind = "clone"
+clones = ["s"]
+schedule = "daily 03:00"
+"#,
+    );
+    assert_eq!(p.targets.clones[0].pairs.len(), 1);
+    let e = errors(
+        r#"
+[job.refresh]
+kind = "clone"
+clones = ["staging"]
+schedule = "daily 03:00"
+"#,
+    );
+    assert_eq!(
+        e,
+        ["7:6: clone job `refresh`: unknown clone `staging` (defined [clone.NAME] sections: none)"]
+    );
 }
 
 #[test]
@@ -327,7 +360,7 @@ fn duplicates_across_files_and_ids() {
         "b.toml",
         "[clone.s]\n[clone.s.pairs]\n\"rpool/off/b\" = \"rpool/st/b\"\n\
          [export.e1]\nhost = \"h\"\ndataset = \"rpool/off/a\"\nclients = [\"c\"]\nexport-id = 5\n\
-         [export.e2]\nhost = \"h\"\nclone = \"s\"\nclients = [\"c\"]\nexport-id = 5\n",
+         [export.e2]\nhost = \"h\"\nclone = \"s\"\nclients = [\"c\"]\nexport-id = 5\n[host.h]\n",
     );
     let d = crate::policy::validate(&[a, b]).unwrap_err();
     let msgs: Vec<String> =
