@@ -37,7 +37,16 @@ pub enum CloneCommand {
     ///
     ///   zfsrepl clone refresh nightly --match '_daily$' \
     ///       --pair tank/db=tank/stage/db --export sharenfs='rw=@10.1.0.0/24'
-    Refresh(RefreshArgs),
+    ///
+    /// With --policy, NAME is a [clone.NAME] section of the policy (pairs,
+    /// snapshot choice, properties, hooks and host from there), and the
+    /// actions the swap implies on the estate run once the new clones are in
+    /// place: exports of the clones withdrawn and exported again, container
+    /// bind mounts of them set again, proxies serving from them reloaded
+    /// (each as an argv on its host; --dry-run lists them):
+    ///
+    ///   zfsrepl clone refresh staging --policy /etc/zfsrepl/ovh3.toml --dry-run
+    Refresh(Box<RefreshArgs>),
     /// List the clones zfsrepl manages under ROOTs (default: every pool).
     List {
         /// Datasets to search, recursively.
@@ -56,8 +65,12 @@ pub struct RefreshArgs {
     /// (letters, digits, `-`, `_`, `.`).
     name: String,
     /// SOURCE=CLONE (repeatable; ZFS names cannot contain `=`).
-    #[arg(long = "pair", value_name = "SOURCE=CLONE", required = true, value_parser = parse_pair)]
+    #[arg(long = "pair", value_name = "SOURCE=CLONE", required_unless_present = "policies", value_parser = parse_pair)]
     pairs: Vec<ClonePair>,
+    /// Policy file (repeatable): NAME is its [clone.NAME] section, and the
+    /// target actions the refresh implies run after the swap.
+    #[arg(long = "policy", value_name = "FILE", conflicts_with_all = ["pairs", "common", "pattern", "set", "export", "pre_swap", "post_swap"])]
+    policies: Vec<std::path::PathBuf>,
     /// Clone the newest snapshot present in every SOURCE (by name), so all
     /// clones show the same point in time.
     #[arg(long)]
@@ -115,12 +128,15 @@ fn parse_prop(s: &str) -> Result<(String, String), String> {
 /// Runs a `clone` subcommand.
 pub fn run(cmd: CloneCommand, zfs_bin: OsString) -> Result<ExitCode> {
     match cmd {
-        CloneCommand::Refresh(a) => refresh(a, zfs_bin),
+        CloneCommand::Refresh(a) => refresh(*a, zfs_bin),
         CloneCommand::List { roots, json } => list(&roots, json, zfs_bin),
     }
 }
 
 fn refresh(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    if !a.policies.is_empty() {
+        return refresh_from_policy(a, zfs_bin);
+    }
     let spec = CloneSpec {
         name: a.name,
         pairs: a.pairs,
@@ -149,6 +165,111 @@ fn refresh(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
         print_plan(&plan, a.dry_run)?;
         if let Some(r) = &report {
             print_report(r)?;
+        }
+    }
+    let failed = plan.refused.is_some() || report.as_ref().is_some_and(|r| !r.is_ok());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `zfsrepl clone refresh NAME --policy FILE`.
+fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    use zfsrepl_core::target::{self, ActionOutcome, TargetAction};
+    let policy = crate::snapshot_cmd::load_policy(&crate::snapshot_cmd::PolicyArgs {
+        policies: a.policies.clone(),
+        now: None,
+    })?;
+    let Some(section) = policy.targets.clone_named(&a.name) else {
+        let names: Vec<&str> = policy
+            .targets
+            .clones
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "the policy has no [clone.{}] section (it has: {})",
+            a.name,
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let spec = section.spec();
+    spec.validate()?;
+    let mut hooks = section.hooks();
+    if a.hook_timeout != 300 {
+        hooks.timeout = Duration::from_secs(a.hook_timeout);
+    }
+    let runner =
+        target::host_runner(&policy.hosts, section.host.as_deref()).with_context(|| {
+            format!(
+                "reaching the clones' host {}",
+                section.host.as_deref().unwrap_or("local")
+            )
+        })?;
+    let zfs = ZfsCli::probe(runner, zfs_bin)?;
+    let now = a.now.unwrap_or_else(jiff::Timestamp::now);
+    let (sources, existing) =
+        clone::list_for(&zfs, &spec).context("listing the sources and clones")?;
+    let plan = clone::plan(&clone::CloneInput {
+        spec: &spec,
+        sources: &sources,
+        existing: &existing,
+        now,
+    });
+    let hosts = policy.hosts.clone();
+    let runner_for = |h: Option<&str>| target::host_runner(&hosts, h);
+    let mut outcomes: Vec<ActionOutcome> = Vec::new();
+    let (report, planned): (Option<CloneReport>, Vec<TargetAction>) = if a.dry_run {
+        let swapping: Vec<DatasetName> = plan
+            .items
+            .iter()
+            .filter(|i| i.action.temp().is_some())
+            .map(|i| i.clone.clone())
+            .collect();
+        let acts = if plan.refused.is_some() {
+            Vec::new()
+        } else {
+            target::refresh_actions(&policy.targets, &a.name, &swapping)
+        };
+        (None, acts)
+    } else {
+        let mut planned = Vec::new();
+        let report = clone::execute_with(&zfs, &spec, &plan, &hooks, &mut |swapped| {
+            planned = target::refresh_actions(&policy.targets, &a.name, swapped);
+            outcomes = target::run(&planned, &runner_for);
+            let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+            (failed > 0).then(|| format!("{failed} target action(s) failed"))
+        });
+        (Some(report), planned)
+    };
+    if a.json {
+        let v = serde_json::json!({ "plan": plan, "report": report, "actions": planned, "outcomes": outcomes });
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &v)?;
+        println!();
+    } else {
+        print_plan(&plan, a.dry_run)?;
+        let mut out = std::io::stdout().lock();
+        if a.dry_run {
+            for act in &planned {
+                writeln!(out, "then would run {act}")?;
+            }
+        }
+        drop(out);
+        if let Some(r) = &report {
+            print_report(r)?;
+        }
+        let mut out = std::io::stdout().lock();
+        for o in &outcomes {
+            match &o.error {
+                None => writeln!(out, "ran {}", o.action)?,
+                Some(e) => writeln!(out, "FAILED {}: {e}", o.action)?,
+            }
         }
     }
     let failed = plan.refused.is_some() || report.as_ref().is_some_and(|r| !r.is_ok());

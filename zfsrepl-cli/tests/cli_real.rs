@@ -656,3 +656,199 @@ fn clone_refresh_swaps_atomically_on_a_real_pool() {
             .any(|(n, o)| n.ends_with("/other") && o == "-")
     );
 }
+
+/// Writes an executable stub named `name` in `dir` that appends its argv
+/// to `log` (stands in for pct and exportfs, which this machine lacks).
+fn stub(dir: &std::path::Path, name: &str, log: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"{name} $*\" >> '{}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `clone refresh NAME --policy`: the policy's clone section on a real
+/// pool, and the target actions the swap implies run on the host (pct and
+/// exportfs as recording stubs on PATH, the proxy reload for real); prune
+/// keeps the clones' origins with the reason; check warns about a stale
+/// origin.
+#[test]
+fn clone_refresh_from_a_policy_runs_the_implied_target_actions() {
+    let pool = TestPool::new();
+    pool.apply(
+        "+ src\n+ src/products\n+ src/images\n+ stage\n\
+         + src/products@zfsrepl_a_hourly\n+ src/images@zfsrepl_a_hourly\n+ src/images@zfsrepl_b_hourly",
+    );
+    let p = pool.name();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("commands.log");
+    stub(&bin, "pct", &log);
+    stub(&bin, "exportfs", &log);
+    let reloaded = dir.path().join("nginx reloaded");
+    let policy = dir.path().join("estate.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"version = 1
+[host.here]
+transport = "local"
+
+[dataset."{p}/src"]
+recursive = "per-dataset"
+hourly = 1
+daily = 0
+monthly = 0
+[dataset."{p}/src".monitor]
+enabled = false
+
+[clone.staging]
+host = "here"
+snapshot = "common"
+stale-after = "1h"
+[clone.staging.pairs]
+"{p}/src/products" = "{p}/stage/products"
+"{p}/src/images" = "{p}/stage/images"
+
+[export.nfs]
+host = "here"
+clone = "staging"
+clients = ["10.1.0.200"]
+options = ["ro", "no_subtree_check"]
+backend = "exportfs"
+
+[container.staging]
+host = "here"
+ctid = 200
+[container.staging.mounts]
+mp0 = {{ dataset = "{p}/stage/products", path = "/mnt/off/products" }}
+
+[proxy.images]
+host = "here"
+dataset = "{p}/stage/images"
+reload = ["/usr/bin/touch", "{}"]
+"#,
+            reloaded.display()
+        ),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |extra: &[&str]| {
+        let mut c = zfsrepl();
+        c.env("PATH", &path)
+            .args(["clone", "refresh", "staging", "--policy"])
+            .arg(&policy)
+            .args(extra);
+        c
+    };
+    let out = run(&["--dry-run"]).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{p}/stage/products: would create from {p}/src/products@zfsrepl_a_hourly"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "then would run [here] export.nfs: exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/images"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "then would run [here] container.staging: pct set 200 -mp0 /{p}/stage/products,mp=/mnt/off/products"
+        )),
+        "{text}"
+    );
+    assert!(!log.exists(), "a dry run runs nothing");
+
+    run(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ran [here] proxy.images"));
+    assert!(reloaded.exists(), "the proxy reload ran");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logged.lines().collect::<Vec<_>>(),
+        [
+            format!("exportfs -u 10.1.0.200:/{p}/stage/products"),
+            format!("exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/products"),
+            format!("exportfs -u 10.1.0.200:/{p}/stage/images"),
+            format!("exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/images"),
+            format!("pct set 200 -mp0 /{p}/stage/products,mp=/mnt/off/products"),
+        ]
+    );
+    assert_eq!(
+        origins(&format!("{p}/stage"))[1..],
+        [
+            (
+                format!("{p}/stage/images"),
+                format!("{p}/src/images@zfsrepl_a_hourly")
+            ),
+            (
+                format!("{p}/stage/products"),
+                format!("{p}/src/products@zfsrepl_a_hourly")
+            ),
+        ]
+    );
+    // Up to date: no swap, no target action.
+    std::fs::remove_file(&log).unwrap();
+    run(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("up to date"));
+    assert!(!log.exists());
+
+    // Newer snapshots, three hours on: hourly = 1 expires @zfsrepl_a_hourly,
+    // but the clones come from it.
+    pool.apply("+ src/products@zfsrepl_c_hourly\n+ src/images@zfsrepl_c_hourly");
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(3)).to_string();
+    let out = zfsrepl()
+        .args(["prune", "--dry-run", "--policy"])
+        .arg(&policy)
+        .args(["--now", &later])
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("keep")
+            && l.contains(&format!("{p}/src/products@zfsrepl_a_hourly"))
+            && l.contains(&format!("origin of clone {p}/stage/products"))),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("destroy")
+                && l.contains(&format!("{p}/src/images@zfsrepl_b_hourly"))),
+        "{text}"
+    );
+    zfsrepl()
+        .args(["prune", "--policy"])
+        .arg(&policy)
+        .args(["--now", &later])
+        .assert()
+        .success();
+    assert_eq!(
+        snapshot_names(&format!("{p}/src/images")),
+        ["zfsrepl_a_hourly", "zfsrepl_c_hourly"]
+    );
+
+    // The pinned origin is stale by then.
+    zfsrepl()
+        .args(["check", "--policy"])
+        .arg(&policy)
+        .args(["--now", &later])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!(
+            "clone {p}/stage/products (staging) comes from {p}/src/products@zfsrepl_a_hourly"
+        )));
+}

@@ -69,6 +69,21 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
     plan: &ClonePlan,
     hooks: &CloneHooks,
 ) -> CloneReport {
+    execute_with(zfs, spec, plan, hooks, &mut |_| None)
+}
+
+/// Like [`execute`], calling `after_swap` with the clones now in place
+/// once their export properties are set, before the post-swap hook and
+/// before the old clones are destroyed (so an NFS server can let go of an
+/// old clone before its destroy is tried). `after_swap` returns an error
+/// message when what it ran failed; the new clones stay in place.
+pub fn execute_with<Z: ZfsWrite + ?Sized>(
+    zfs: &Z,
+    spec: &CloneSpec,
+    plan: &ClonePlan,
+    hooks: &CloneHooks,
+    after_swap: &mut dyn FnMut(&[DatasetName]) -> Option<String>,
+) -> CloneReport {
     let mut report = CloneReport {
         spec: plan.spec.clone(),
         ..CloneReport::default()
@@ -173,7 +188,14 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
         }
     }
 
-    // 5. The post-swap hook.
+    // 5. What the swap implies elsewhere (exports, mounts, proxies).
+    if let Some(e) = after_swap(&report.swapped)
+        && report.error.is_none()
+    {
+        report.error = Some(format!("{e} (the new clones are in place)"));
+    }
+
+    // 6. The post-swap hook.
     if let Some(argv) = &hooks.post_swap {
         let out = hooks::run(argv, HookKind::PostSwap, &cx, hooks.timeout);
         if !out.is_ok() && report.error.is_none() {
@@ -182,7 +204,7 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
         report.hooks.push(("post-swap".into(), out));
     }
 
-    // 6. The old clones, when nothing uses them any more.
+    // 7. The old clones, when nothing uses them any more.
     for (item, _) in &work {
         if let ItemAction::Replace { aside, .. } = &item.action {
             destroy(zfs, aside, &mut report);
