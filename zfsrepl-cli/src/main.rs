@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 mod clone_cmd;
+mod estate_cmd;
 mod send_cmd;
 mod snapshot_cmd;
 
@@ -123,6 +124,26 @@ enum Command {
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]
     Clone(clone_cmd::CloneCommand),
+    /// Draw the estate from its policies: hosts, datasets, replication
+    /// (schedule, transport), clones, exports, containers, proxies, tunnels.
+    ///
+    /// Each POLICY file is one host's policy (a directory: each *.toml in
+    /// it); their host names are taken to mean the same machines, so the
+    /// pushes of one host meet the datasets of the next. Mermaid by default
+    /// (paste into Markdown), or Graphviz DOT.
+    ///
+    /// Examples:
+    ///
+    ///   zfsrepl graph policies/openfoodfacts/
+    ///
+    ///   zfsrepl graph --format dot off2.toml ovh3.toml | dot -Tsvg > estate.svg
+    Graph(estate_cmd::GraphArgs),
+    /// List the policy's targets (containers, exports, proxies, tunnels,
+    /// clone sections) with the commands that apply each one and the
+    /// commands a refresh of each clone section implies; runs nothing.
+    ///
+    /// Example: zfsrepl targets --policy /etc/zfsrepl/ovh3.toml
+    Targets(estate_cmd::TargetsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -503,6 +524,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
         Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
         Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
+        Command::Graph(a) => return estate_cmd::graph(a),
+        Command::Targets(a) => return estate_cmd::targets(a),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

@@ -25,6 +25,7 @@
 //!   serializable plan; and its executor.
 //! - [`clone`]: staging clones refreshed atomically from newer snapshots,
 //!   planned purely, never touching a dataset zfsrepl did not create.
+//! - [`graph`]: the estate drawn from its policies, as Mermaid or DOT.
 //! - [`target`]: actions on the estate (container mount points, NFS
 //!   exports, proxy reloads, stunnel links) as argv on the right host, and
 //!   the pure planning of what a clone refresh implies.
@@ -43,6 +44,7 @@
 //! ```
 
 pub mod clone;
+pub mod graph;
 pub mod hooks;
 pub mod name;
 pub mod policy;

@@ -8,7 +8,7 @@
 //! host = "ovh3"                       # where the clones live (default: here)
 //! snapshot = "common"                 # "newest" (default), "common" or "pattern"
 //! pattern = "^autosnap_.*_daily$"     # required with "pattern", optional otherwise
-//! schedule = "1d"
+//! schedule = "daily 03:00"             # the daemon's schedule syntax
 //! stale-after = "3d"                  # `zfsrepl check` warns about older origins
 //! pre-swap = ["/usr/local/bin/staging-ready"]
 //! post-swap = ["/usr/local/bin/staging-restart"]
@@ -70,6 +70,7 @@ use super::reader::{Cx, Fields, Value};
 use super::{DatasetPolicy, Host, Job, JobKind, Origin};
 use crate::clone::{CloneHooks, ClonePair, CloneSpec, OWNER_PROP, Selector};
 use crate::name::DatasetName;
+use crate::schedule::Schedule;
 
 /// The top-level tables this module reads.
 pub(crate) const SECTIONS: &[&str] = &["clone", "container", "export", "proxy", "tunnel"];
@@ -171,8 +172,9 @@ pub struct CloneTarget {
     pub properties: Vec<(String, String)>,
     /// Properties set once a clone is in place.
     pub export_properties: Vec<(String, String)>,
-    /// How often the clones are refreshed (a duration like `1d`).
-    pub schedule: Option<Duration>,
+    /// When the clones are refreshed (`daily 03:00`, `every 6h`: the
+    /// daemon's schedule syntax); a `[job]` of kind `clone` may run it too.
+    pub schedule: Option<Schedule>,
     /// Origins older than this are reported by `zfsrepl check`.
     pub stale_after: Duration,
     /// Run before the swap (argv); failing cancels the refresh.
@@ -628,12 +630,24 @@ impl RawTargets {
         };
         let properties = props(cx, &mut f, "properties");
         let export_properties = props(cx, &mut f, "export-properties");
-        let schedule = f.get("schedule").and_then(|v| cx.duration(v, "schedule"));
-        if let (Some(d), Some(v)) = (schedule, t.get("schedule"))
-            && d < Duration::from_secs(60)
-        {
-            cx.error(v.span(), "`schedule`: refresh clones at most once a minute");
-        }
+        let schedule = f.get("schedule").and_then(|v| {
+            let text = cx.string(v, "schedule")?;
+            match Schedule::parse(text) {
+                Ok(Schedule::Every { interval }) if interval < Duration::from_secs(60) => {
+                    cx.error(v.span(), "`schedule`: refresh clones at most once a minute");
+                    None
+                }
+                Ok(x) => Some(x),
+                Err(e) => {
+                    cx.error_help(
+                        v.span(),
+                        format!("`schedule`: {e}"),
+                        "e.g. \"daily 03:00\", \"every 6h\", \"weekdays 02:30\"",
+                    );
+                    None
+                }
+            }
+        });
         let stale_after = f
             .get("stale-after")
             .and_then(|v| cx.duration(v, "stale-after"))
