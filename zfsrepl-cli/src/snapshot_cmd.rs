@@ -125,6 +125,8 @@ pub struct PruneArgs {
     /// Print the plan or the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// Every pool's used percentage (`zpool list -H -o name,capacity`); empty
@@ -158,8 +160,32 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     }
     let caps = pool_capacities();
     let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
-    let plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
+    let mut plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
         .map_err(anyhow::Error::msg)?;
+    // Each dataset with something to destroy is locked, so that a send (or
+    // the daemon) working on it is not pulled from under; a busy one is
+    // skipped this time and says by whom.
+    let mut locks = Vec::new();
+    let mut busy = 0usize;
+    if !args.dry_run {
+        let dir = args.lock.dir();
+        plans.retain(|d| {
+            if d.plan.destroy_count() == 0 {
+                return true;
+            }
+            match dir.try_lock(None, &d.dataset, "zfsrepl prune") {
+                Ok(l) => {
+                    locks.push(l);
+                    true
+                }
+                Err(e) => {
+                    eprintln!("zfsrepl: skipping {}: {e}", d.dataset);
+                    busy += 1;
+                    false
+                }
+            }
+        });
+    }
     let doomed: Vec<_> = plans
         .iter()
         .flat_map(|d| d.plan.destroy().cloned())
@@ -205,11 +231,14 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
             report.failed.len()
         )?;
     }
-    Ok(if report.failed.is_empty() && missing.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    drop(locks);
+    Ok(
+        if report.failed.is_empty() && missing.is_empty() && busy == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `zfsrepl check` arguments.
