@@ -27,6 +27,9 @@
 //!   serializable plan; and its executor.
 //! - [`clone`]: staging clones refreshed atomically from newer snapshots,
 //!   planned purely, never touching a dataset zfsrepl did not create.
+//! - [`target`]: actions on the estate (container mount points, NFS
+//!   exports, proxy reloads, stunnel links) as argv on the right host, and
+//!   the pure planning of what a clone refresh implies.
 //! - [`stream`]: the data path. [`stream::Pipeline`] splices `zfs send` into
 //!   `zfs receive` without copying through user space, with progress, rate
 //!   limit and cancellation, and blames the side that failed first;
@@ -51,6 +54,7 @@ pub mod retention;
 pub mod schedule;
 pub mod snapshot;
 pub mod stream;
+pub mod target;
 pub mod zfs;
 
 #[cfg(feature = "test-util")]

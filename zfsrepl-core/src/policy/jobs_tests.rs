@@ -76,6 +76,11 @@ per-host = 2
 stop-timeout = "90s"
 lag-limit = "3d"
 retries = 5
+
+# Clone jobs name clone sections (policy/targets.rs).
+[clone.staging-products]
+[clone.staging-products.pairs]
+"zfs-hdd/off/products" = "zfs-hdd/staging/products"
 "#;
 
 fn job<'p>(p: &'p crate::policy::Policy, name: &str) -> &'p Job {

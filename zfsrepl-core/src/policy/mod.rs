@@ -39,6 +39,7 @@ pub mod jobs;
 mod reader;
 pub mod sanoid;
 mod settings;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -54,6 +55,7 @@ pub use jobs::{
 };
 pub use reader::parse_duration;
 pub use settings::{Counts, HookFailure, Hooks, Monitor, Naming, Retention, Settings, Threshold};
+pub use targets::Targets;
 
 use crate::name::DatasetName;
 use reader::{Cx, Fields};
@@ -119,6 +121,9 @@ pub struct Policy {
     pub jobs: Vec<Job>,
     /// The `[daemon]` section (defaults when absent).
     pub daemon: DaemonSettings,
+    /// Clones, containers, exports, proxies and tunnels
+    /// ([`targets`]).
+    pub targets: Targets,
 }
 
 impl Policy {
@@ -187,7 +192,7 @@ pub fn parse_str(path: impl AsRef<Path>, text: &str) -> Result<Policy, Diagnosti
     validate(&[Source::new(path.as_ref(), text)]).map(|(p, _)| p)
 }
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "version",
     "timezone",
     "sanoid-conf",
@@ -196,6 +201,11 @@ const TOP_KEYS: &[&str] = &[
     "host",
     "job",
     "daemon",
+    "clone",
+    "container",
+    "export",
+    "proxy",
+    "tunnel",
 ];
 /// Keys only a dataset entry takes (it takes every template key too).
 const DATASET_ONLY_KEYS: &[&str] = &["recursive", "exclude", "children-only"];
@@ -224,6 +234,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
     // Templates are global across files: name -> (file, span, partial, uses).
     let mut templates: TemplateMap = BTreeMap::new();
     let mut entries: Vec<RawEntry> = Vec::new();
+    let mut raw_targets = targets::RawTargets::default();
     let mut daemon_raw = jobs::Raw::default();
 
     for (fi, src) in sources.iter().enumerate() {
@@ -367,6 +378,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
             let span = top.key_span("daemon").unwrap_or_else(|| v.span());
             daemon_raw.read_daemon(&mut cx, fi, span, v);
         }
+        raw_targets.read(&mut cx, fi, &mut top);
         top.finish(&mut cx);
         diags.extend(cx.diags);
     }
@@ -489,6 +501,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
     }
     out.sort_by(|a, b| a.dataset.cmp(&b.dataset));
     let (hosts, jobs, daemon) = daemon_raw.finish(sources, &out, &mut diags);
+    let targets = raw_targets.finish(sources, &hosts, &out, &jobs, &mut diags);
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
         let mut all = errors;
@@ -503,6 +516,7 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
             hosts,
             jobs,
             daemon,
+            targets,
         },
         Diagnostics(warnings),
     ))
