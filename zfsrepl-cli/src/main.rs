@@ -415,6 +415,23 @@ pub(crate) fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<Da
         .collect()
 }
 
+/// Where per-dataset locks live (shared with the daemon).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LockArgs {
+    /// Directory of per-dataset lock files, shared with the daemon so that
+    /// they never act on the same dataset at once.
+    #[arg(long, value_name = "DIR", env = "ZFSREPL_LOCK_DIR", default_value = zfsrepl_core::lock::DEFAULT_DIR)]
+    pub lock_dir: std::path::PathBuf,
+}
+
+impl LockArgs {
+    /// The lock directory.
+    #[must_use]
+    pub fn dir(&self) -> zfsrepl_core::lock::LockDir {
+        zfsrepl_core::lock::LockDir::new(&self.lock_dir)
+    }
+}
+
 /// The policy files to read: those given, or `/etc/zfsrepl/*.toml`.
 pub(crate) fn policy_files(given: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
     if !given.is_empty() {

@@ -73,6 +73,8 @@ pub struct SendArgs {
     /// `zstd -dc | zfs receive` (it needs a `zstd` binary; checked first).
     #[arg(long, value_name = "ALGO", default_value = "none", value_parser = parse_compress)]
     pub compress: Compress,
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
@@ -298,10 +300,28 @@ impl ExecProgress for TermProgress {
     }
 }
 
+/// The host part of a `[user@]host:pool/ds` spec, for lock keys.
+fn host_of(s: &str) -> Option<&str> {
+    match s.split_once(':') {
+        Some((h, _)) if !h.contains('/') && !h.is_empty() => Some(h),
+        _ => None,
+    }
+}
+
 /// Runs `zfsrepl send`.
 pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let (sr, src_ds) = side(&a.src, &a)?;
     let (dr, dst_ds) = side(&a.dst, &a)?;
+    // Both roots, so that the daemon (or another send or prune) does not
+    // act on them meanwhile; a dry run changes nothing and locks nothing.
+    let _locks = if a.dry_run {
+        Vec::new()
+    } else {
+        a.lock.dir().try_lock_all(
+            [(host_of(&a.src), &src_ds), (host_of(&a.dst), &dst_ds)],
+            &format!("zfsrepl send {} {}", a.src, a.dst),
+        )?
+    };
     let src = ZfsCli::probe(sr, zfs_bin.clone())?;
     let mut dst = ZfsCli::probe(dr, zfs_bin)?;
     if let Compress::Zstd(level) = a.compress {
@@ -406,6 +426,9 @@ mod tests {
             job: None,
             readonly: false,
             compress: Compress::None,
+            lock: crate::LockArgs {
+                lock_dir: "/run/zfsrepl/locks".into(),
+            },
         };
         assert_eq!(
             sync_job(&a).prefix(),

@@ -125,6 +125,8 @@ pub struct PruneArgs {
     /// Print the plan or the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// Every pool's used percentage (`zpool list -H -o name,capacity`); empty
@@ -165,6 +167,30 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
         .context("listing the policy's clones")?;
     let origins = zfsrepl_core::clone::clone_origins(listing.iter().chain(&clones));
     p::pin_clone_origins(&mut plans, &origins);
+    // Each dataset with something to destroy is locked, so that a send (or
+    // the daemon) working on it is not pulled from under; a busy one is
+    // skipped this time and says by whom.
+    let mut locks = Vec::new();
+    let mut busy = 0usize;
+    if !args.dry_run {
+        let dir = args.lock.dir();
+        plans.retain(|d| {
+            if d.plan.destroy_count() == 0 {
+                return true;
+            }
+            match dir.try_lock(None, &d.dataset, "zfsrepl prune") {
+                Ok(l) => {
+                    locks.push(l);
+                    true
+                }
+                Err(e) => {
+                    eprintln!("zfsrepl: skipping {}: {e}", d.dataset);
+                    busy += 1;
+                    false
+                }
+            }
+        });
+    }
     let doomed: Vec<_> = plans
         .iter()
         .flat_map(|d| d.plan.destroy().cloned())
@@ -210,11 +236,14 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
             report.failed.len()
         )?;
     }
-    Ok(if report.failed.is_empty() && missing.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    drop(locks);
+    Ok(
+        if report.failed.is_empty() && missing.is_empty() && busy == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `zfsrepl check` arguments.

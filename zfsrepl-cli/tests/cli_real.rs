@@ -852,3 +852,87 @@ reload = ["/usr/bin/touch", "{}"]
             "clone {p}/stage/products (staging) comes from {p}/src/products@zfsrepl_a_hourly"
         )));
 }
+
+/// A dataset locked by someone else (the daemon, another send) is left
+/// alone: `send` refuses at once and says who holds it, `prune` skips it
+/// and exits 1; once the lock goes, both work. `ZFSREPL_LOCK_DIR` sets the
+/// directory like `--lock-dir`.
+#[test]
+fn send_and_prune_respect_dataset_locks() {
+    use zfsrepl_core::lock::LockDir;
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data@s1");
+    let locks_dir = tempfile::tempdir().unwrap();
+    let locks = LockDir::new(locks_dir.path());
+    let s = format!("{}/data", src.name());
+    let d = format!("{}/copy", dst.name());
+    let held = locks
+        .try_lock(None, &src.ds("data"), "zfsrepl daemon job repl")
+        .unwrap();
+    zfsrepl()
+        .args(["send", "--no-sync-snap", "--lock-dir"])
+        .arg(locks_dir.path())
+        .args([&s, &d])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "{s} is busy: locked by pid {} (zfsrepl daemon job repl)",
+            std::process::id()
+        )));
+    // A lock below the target root counts too (the send would replace it).
+    drop(held);
+    let below = locks
+        .try_lock(None, &dst.ds("copy/child"), "zfsrepl prune")
+        .unwrap();
+    zfsrepl()
+        .args(["send", "--no-sync-snap"])
+        .env("ZFSREPL_LOCK_DIR", locks_dir.path())
+        .args([&s, &d])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is busy"));
+    drop(below);
+    zfsrepl()
+        .args(["send", "--no-sync-snap"])
+        .env("ZFSREPL_LOCK_DIR", locks_dir.path())
+        .args([&s, &d])
+        .assert()
+        .success();
+    // prune: a locked dataset is skipped this time.
+    let policy = locks_dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!("version = 1\n[dataset.\"{s}\"]\nhourly = 1\ndaily = 0\nmonthly = 0\n"),
+    )
+    .unwrap();
+    for h in 1..=3 {
+        zfsrepl()
+            .args(["snapshot", "--policy"])
+            .arg(&policy)
+            .args(["--now", &format!("2027-02-01T{h:02}:00:00Z")])
+            .assert()
+            .success();
+    }
+    let held = locks.try_lock(None, &src.ds("data"), "test").unwrap();
+    let prune = || {
+        let mut c = zfsrepl();
+        c.args(["prune", "--lock-dir"])
+            .arg(locks_dir.path())
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--now", "2027-02-01T04:00:00Z"]);
+        c
+    };
+    prune()
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!("skipping {s}:")))
+        .stdout(predicate::str::contains("0 destroyed"));
+    assert_eq!(snapshot_names(&s).len(), 4);
+    drop(held);
+    prune()
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 destroyed"));
+}

@@ -18,6 +18,8 @@
 //!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
 //! - [`retention`]: the pure prune planner (sanoid counts, a zrepl-style
 //!   grid, keep-last, regex), a reason for every keep and destroy.
+//! - [`lock`]: per-dataset advisory locks shared by the daemon and the
+//!   manual `send`/`prune` commands.
 //! - [`schedule`]: job schedules (`every 15m`, `daily 03:00`, ...) and the
 //!   pure next-run computation the daemon uses.
 //! - [`replication`]: the pure replication planner: the guid-matched common
@@ -46,6 +48,7 @@
 pub mod clone;
 pub mod graph;
 pub mod hooks;
+pub mod lock;
 pub mod name;
 pub mod policy;
 pub mod replication;

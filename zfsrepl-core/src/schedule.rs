@@ -11,7 +11,7 @@
 //!   interval is aligned on the Unix epoch.
 //! - **Calendar** specs in the policy's time zone: `hourly :05`,
 //!   `daily 03:00`, `daily 03:00,15:00`, `weekdays 02:30`,
-//!   `weekends 04:00`, `mon,thu 01:15`, `sun 03:00`.
+//!   `weekends 04:00`, `mon,thu 01:15`, `sun 03:00`, `weekdays hourly :15`.
 //!
 //! A job may add a jitter (`jitter = "2m"`): each run is delayed by a
 //! deterministic amount in `[0, jitter)`, derived from a seed (the job's
@@ -20,6 +20,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
+use jiff::{Span, Timestamp};
 use serde::Serialize;
 
 /// Days of the week as a bit set: bit 0 = Monday ... bit 6 = Sunday.
@@ -115,6 +117,19 @@ fn parse_days(s: &str) -> Result<Weekdays, ParseError> {
 }
 
 impl Schedule {
+    fn hourly(days: Weekdays, m: &str) -> Result<Self, ParseError> {
+        let Some(m) = m.strip_prefix(':') else {
+            return err(format!("hourly takes a minute like :05, not {m:?}"));
+        };
+        match m.parse::<u8>() {
+            Ok(minute) if minute < 60 && m.len() == 2 => Ok(Self::Calendar {
+                days,
+                times: Times::Hourly { minute },
+            }),
+            _ => err(format!("hourly takes a minute :00 to :59, not :{m}")),
+        }
+    }
+
     /// Parses `every 15m`, `hourly :05`, `daily 03:00`,
     /// `weekdays 02:30`, `mon,thu 01:15`, ...
     ///
@@ -131,18 +146,8 @@ impl Schedule {
                 }
                 Ok(Self::Every { interval })
             }
-            ["hourly", m] => {
-                let Some(m) = m.strip_prefix(':') else {
-                    return err(format!("hourly takes a minute like :05, not {m:?}"));
-                };
-                match m.parse::<u8>() {
-                    Ok(minute) if minute < 60 && m.len() == 2 => Ok(Self::Calendar {
-                        days: Weekdays::ALL,
-                        times: Times::Hourly { minute },
-                    }),
-                    _ => err(format!("hourly takes a minute :00 to :59, not :{m}")),
-                }
-            }
+            ["hourly", m] => Self::hourly(Weekdays::ALL, m),
+            [days, "hourly", m] => Self::hourly(parse_days(days)?, m),
             [days, times] => {
                 let days = parse_days(days)?;
                 let mut at = times
@@ -204,6 +209,178 @@ impl Serialize for Schedule {
     }
 }
 
+/// The first slot of `schedule` strictly after `after`, in `tz`.
+///
+/// Slots: for `every N` with N < 1h, or N not dividing a day, multiples of
+/// N since the Unix epoch; for `every N` with 1h <= N dividing a day, the
+/// wall-clock times N apart from local midnight (a calendar); for calendar
+/// specs, the given wall-clock times on the given days. A wall-clock time
+/// skipped by a DST change runs when the clock resumes (02:30 becomes 03:30
+/// when 02:00 jumps to 03:00); a repeated one runs once, the first time.
+/// `hourly :MM` runs every elapsed hour, including both passes of a
+/// repeated hour.
+#[must_use]
+pub fn slot_after(schedule: &Schedule, tz: &TimeZone, after: Timestamp) -> Timestamp {
+    match schedule {
+        Schedule::Every { interval } => {
+            let n = i64::try_from(interval.as_secs().max(1)).unwrap_or(i64::MAX);
+            if n >= 3600 && 86_400 % n == 0 {
+                let times = (0..86_400 / n)
+                    .map(|k| {
+                        let secs = k * n;
+                        (
+                            u8::try_from(secs / 3600).unwrap_or(0),
+                            u8::try_from(secs % 3600 / 60).unwrap_or(0),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                calendar_after(Weekdays::ALL, &times, tz, after)
+            } else {
+                let t = after.as_second();
+                let next = t.div_euclid(n).saturating_add(1).saturating_mul(n);
+                Timestamp::from_second(next).unwrap_or(Timestamp::MAX)
+            }
+        }
+        Schedule::Calendar {
+            days,
+            times: Times::At(times),
+        } => calendar_after(*days, times, tz, after),
+        Schedule::Calendar {
+            days,
+            times: Times::Hourly { minute },
+        } => hourly_after(*days, *minute, tz, after),
+    }
+}
+
+fn calendar_after(
+    days: Weekdays,
+    times: &[(u8, u8)],
+    tz: &TimeZone,
+    after: Timestamp,
+) -> Timestamp {
+    if days.0 & Weekdays::ALL.0 == 0 || times.is_empty() {
+        return Timestamp::MAX;
+    }
+    // Candidates on the days around `after` (a skipped time can move past
+    // midnight's neighbour only by the DST shift): the earliest one later
+    // than `after`.
+    let start = tz.to_datetime(after).date();
+    let mut best: Option<Timestamp> = None;
+    for d in -1..=8_i64 {
+        let Ok(date) = start.checked_add(Span::new().days(d)) else {
+            continue;
+        };
+        let wd = u8::try_from(date.weekday().to_monday_zero_offset()).unwrap_or(0);
+        if !days.contains(wd) {
+            continue;
+        }
+        for &(h, m) in times {
+            let dt = date.at(
+                i8::try_from(h).unwrap_or(0),
+                i8::try_from(m).unwrap_or(0),
+                0,
+                0,
+            );
+            let Ok(z) = tz.to_ambiguous_zoned(dt).compatible() else {
+                continue;
+            };
+            let ts = z.timestamp();
+            if ts > after && best.is_none_or(|b| ts < b) {
+                best = Some(ts);
+            }
+        }
+        if best.is_some() && d >= 1 {
+            break;
+        }
+    }
+    best.unwrap_or(Timestamp::MAX)
+}
+
+fn hourly_after(days: Weekdays, minute: u8, tz: &TimeZone, after: Timestamp) -> Timestamp {
+    if days.0 & Weekdays::ALL.0 == 0 {
+        return Timestamp::MAX;
+    }
+    let base = after.as_second().div_euclid(3600) * 3600;
+    for k in -1..(9 * 24_i64) {
+        let hs = base + k * 3600;
+        let Ok(hts) = Timestamp::from_second(hs) else {
+            continue;
+        };
+        // The instant within this UTC hour whose local minute is `minute`.
+        let off = i64::from(tz.to_offset(hts).seconds());
+        let x = hs + (i64::from(minute) * 60 - off).rem_euclid(3600);
+        let Ok(ts) = Timestamp::from_second(x) else {
+            continue;
+        };
+        if ts <= after {
+            continue;
+        }
+        let wd = tz.to_datetime(ts).date().weekday().to_monday_zero_offset();
+        if days.contains(u8::try_from(wd).unwrap_or(0)) {
+            return ts;
+        }
+    }
+    Timestamp::MAX
+}
+
+/// The deterministic jitter of the run at `slot`: in `[0, jitter)`, and
+/// below half the gap to the following slot (so jitter never makes a run
+/// skip the next one). Derived from `seed` (the job's name) and the slot.
+#[must_use]
+pub fn jitter_for(
+    schedule: &Schedule,
+    tz: &TimeZone,
+    jitter: Duration,
+    seed: &str,
+    slot: Timestamp,
+) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    let gap = slot_after(schedule, tz, slot)
+        .as_second()
+        .saturating_sub(slot.as_second());
+    let cap = jitter.as_secs().min(u64::try_from(gap / 2).unwrap_or(0));
+    if cap == 0 {
+        return Duration::ZERO;
+    }
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes().chain(slot.as_second().to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Duration::from_secs(h % cap)
+}
+
+/// When a job runs next: a pure function of its schedule, its last run
+/// and now.
+///
+/// - Never run: at the first slot after `now` (plus jitter).
+/// - Otherwise at the first slot after the last run (plus jitter); if
+///   that time has passed (the daemon was down, or busy), **now**, once:
+///   however many slots were missed, the job runs one time, and the
+///   following run is computed from that one.
+/// - A last run in the future (the clock went back) counts as now.
+#[must_use]
+pub fn next_run(
+    schedule: &Schedule,
+    tz: &TimeZone,
+    jitter: Duration,
+    seed: &str,
+    last: Option<Timestamp>,
+    now: Timestamp,
+) -> Timestamp {
+    let from = last.map_or(now, |l| l.min(now));
+    // The last run happened at its slot plus jitter; the slot after it is
+    // the one after that slot (jitter stays below half a gap).
+    let slot = slot_after(schedule, tz, from);
+    let at = slot
+        .checked_add(jitter_for(schedule, tz, jitter, seed, slot))
+        .unwrap_or(slot);
+    if last.is_some() && at <= now { now } else { at }
+}
+
 /// `1h30m`-style rendering of a whole number of seconds.
 #[must_use]
 pub fn fmt_duration(d: Duration) -> String {
@@ -225,6 +402,235 @@ pub fn fmt_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    use jiff::tz::TimeZoneDatabase;
+    use proptest::prelude::*;
+
+    fn paris() -> TimeZone {
+        TimeZoneDatabase::bundled()
+            .get("Europe/Paris")
+            .expect("bundled tzdb has Europe/Paris")
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn sched(s: &str) -> Schedule {
+        Schedule::parse(s).unwrap()
+    }
+
+    #[test]
+    fn slots() {
+        let tz = paris();
+        // (schedule, after, first slot after), times in UTC; Paris is +01
+        // in winter, +02 in summer; 2026-03-29 02:00 -> 03:00 and
+        // 2026-10-25 03:00 -> 02:00.
+        for (s, after, want) in [
+            ("every 15m", "2026-11-22T10:07:00Z", "2026-11-22T10:15:00Z"),
+            ("every 15m", "2026-11-22T10:15:00Z", "2026-11-22T10:30:00Z"),
+            ("every 7m", "2026-11-22T10:00:00Z", "2026-11-22T10:01:00Z"),
+            ("every 5s", "2026-11-22T10:00:01Z", "2026-11-22T10:00:05Z"),
+            // 6h divides a day: local 00, 06, 12, 18.
+            ("every 6h", "2026-11-22T04:00:00Z", "2026-11-22T05:00:00Z"),
+            ("every 6h", "2026-07-01T04:00:00Z", "2026-07-01T10:00:00Z"),
+            (
+                "daily 03:00",
+                "2026-11-22T01:59:00Z",
+                "2026-11-22T02:00:00Z",
+            ),
+            (
+                "daily 03:00",
+                "2026-11-22T02:00:00Z",
+                "2026-11-23T02:00:00Z",
+            ),
+            (
+                "daily 03:00,15:00",
+                "2026-11-22T02:00:00Z",
+                "2026-11-22T14:00:00Z",
+            ),
+            // Spring forward: 02:30 does not exist, it runs at 03:30 (+02).
+            (
+                "daily 02:30",
+                "2026-03-28T12:00:00Z",
+                "2026-03-29T01:30:00Z",
+            ),
+            // Fall back: 02:30 happens twice, runs at the first (+02).
+            (
+                "daily 02:30",
+                "2026-10-24T12:00:00Z",
+                "2026-10-25T00:30:00Z",
+            ),
+            (
+                "daily 02:30",
+                "2026-10-25T00:30:00Z",
+                "2026-10-26T01:30:00Z",
+            ),
+            // 2026-11-20 is a Friday: weekdays skip to Monday 23rd.
+            (
+                "weekdays 02:30",
+                "2026-11-20T02:00:00Z",
+                "2026-11-23T01:30:00Z",
+            ),
+            (
+                "weekends 04:00",
+                "2026-11-20T02:00:00Z",
+                "2026-11-21T03:00:00Z",
+            ),
+            (
+                "mon,thu 01:15",
+                "2026-11-23T00:15:00Z",
+                "2026-11-26T00:15:00Z",
+            ),
+            ("hourly :05", "2026-11-22T10:07:00Z", "2026-11-22T11:05:00Z"),
+            // Both passes of the repeated hour (00:05Z is 02:05+02, 01:05Z
+            // is 02:05+01).
+            ("hourly :05", "2026-10-25T00:05:00Z", "2026-10-25T01:05:00Z"),
+            // An hour that does not exist is skipped, no double run.
+            ("hourly :05", "2026-03-29T00:05:00Z", "2026-03-29T01:05:00Z"),
+            (
+                "sun hourly :30",
+                "2026-11-21T23:00:00Z",
+                "2026-11-21T23:30:00Z",
+            ),
+        ] {
+            assert_eq!(
+                slot_after(&sched(s), &tz, ts(after)),
+                ts(want),
+                "{s} after {after}"
+            );
+        }
+        // "every 6h" at 06:00 local on a summer day is 04:00Z.
+        let s = sched("every 6h");
+        let first = slot_after(&s, &tz, ts("2026-07-01T00:00:00Z"));
+        assert_eq!(first, ts("2026-07-01T04:00:00Z"));
+    }
+
+    #[test]
+    fn next_runs() {
+        let tz = paris();
+        let s = sched("every 15m");
+        let z = Duration::ZERO;
+        let now = ts("2026-11-22T10:07:00Z");
+        // Never run: the next slot.
+        assert_eq!(
+            next_run(&s, &tz, z, "j", None, now),
+            ts("2026-11-22T10:15:00Z")
+        );
+        // Ran at 10:00: 10:15.
+        let last = ts("2026-11-22T10:00:03Z");
+        assert_eq!(
+            next_run(&s, &tz, z, "j", Some(last), now),
+            ts("2026-11-22T10:15:00Z")
+        );
+        // Down from 10:00 to 13:07: one run now, then back on the grid.
+        let later = ts("2026-11-22T13:07:00Z");
+        assert_eq!(next_run(&s, &tz, z, "j", Some(last), later), later);
+        assert_eq!(
+            next_run(&s, &tz, z, "j", Some(later), later),
+            ts("2026-11-22T13:15:00Z")
+        );
+        // A last run in the future (clock set back) is taken as now.
+        assert_eq!(
+            next_run(&s, &tz, z, "j", Some(ts("2026-11-23T00:00:00Z")), now),
+            ts("2026-11-22T10:15:00Z")
+        );
+        // Jitter: deterministic, within bounds, different per job.
+        let j = Duration::from_secs(60);
+        let a = next_run(&s, &tz, j, "snap", None, now);
+        assert_eq!(a, next_run(&s, &tz, j, "snap", None, now));
+        assert!(a >= ts("2026-11-22T10:15:00Z") && a < ts("2026-11-22T10:16:00Z"));
+        let spread: std::collections::BTreeSet<_> = (0..20)
+            .map(|i| next_run(&s, &tz, j, &format!("job{i}"), None, now))
+            .collect();
+        assert!(spread.len() > 5, "{spread:?}");
+        // Jitter larger than the interval is capped below half the gap.
+        let big = Duration::from_secs(3600);
+        for i in 0..20 {
+            let at = next_run(&s, &tz, big, &format!("job{i}"), None, now);
+            assert!(at < ts("2026-11-22T10:22:30Z"), "{at}");
+        }
+    }
+
+    fn any_schedule() -> impl Strategy<Value = Schedule> {
+        prop_oneof![
+            (1u64..100_000).prop_map(|s| Schedule::Every {
+                interval: Duration::from_secs(s)
+            }),
+            prop::sample::select(vec![60u64, 300, 900, 3600, 7200, 21_600, 86_400]).prop_map(|s| {
+                Schedule::Every {
+                    interval: Duration::from_secs(s),
+                }
+            }),
+            (1u8..128, 0u8..60).prop_map(|(d, m)| Schedule::Calendar {
+                days: Weekdays(d),
+                times: Times::Hourly { minute: m }
+            }),
+            (
+                1u8..128,
+                prop::collection::btree_set((0u8..24, 0u8..60), 1..4)
+            )
+                .prop_map(|(d, t)| Schedule::Calendar {
+                    days: Weekdays(d),
+                    times: Times::At(t.into_iter().collect())
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn slot_is_the_first_after(
+            s in any_schedule(),
+            t in 1_700_000_000i64..1_900_000_000,
+            frac in 0.0f64..1.0,
+        ) {
+            let tz = paris();
+            let t = Timestamp::from_second(t).unwrap();
+            let next = slot_after(&s, &tz, t);
+            prop_assert!(next > t);
+            prop_assert!(next.as_second() - t.as_second() <= (8 * 24 + 2) * 3600);
+            // No slot in between: from any point before `next`, the next
+            // slot is `next` itself.
+            let gap = (next.as_second() - t.as_second()) as f64;
+            let mid = t.as_second() + (gap * frac) as i64;
+            let mid = Timestamp::from_second(mid).unwrap();
+            if mid < next {
+                prop_assert_eq!(slot_after(&s, &tz, mid), next);
+            }
+            // It is on the schedule: its local day and time match.
+            let local = tz.to_datetime(next);
+            if let Schedule::Calendar { days, .. } = &s {
+                let wd = local.date().weekday().to_monday_zero_offset() as u8;
+                prop_assert!(days.contains(wd), "{s} at {local}");
+            }
+            if let Schedule::Calendar { times: Times::Hourly { minute }, .. } = &s {
+                prop_assert_eq!(local.minute() as u8, *minute);
+            }
+        }
+
+        #[test]
+        fn missed_runs_run_once(
+            s in any_schedule(),
+            last in 1_700_000_000i64..1_800_000_000,
+            down in 0i64..10_000_000,
+            jitter in 0u64..7200,
+        ) {
+            let tz = paris();
+            let j = Duration::from_secs(jitter);
+            let last = Timestamp::from_second(last).unwrap();
+            let now = Timestamp::from_second(last.as_second() + down).unwrap();
+            let next = next_run(&s, &tz, j, "job", Some(last), now);
+            prop_assert!(next >= now);
+            // Running at `next` leaves nothing due at that instant.
+            let after = next_run(&s, &tz, j, "job", Some(next), next);
+            prop_assert!(after > next);
+            // Jitter stays within bounds.
+            let slot = slot_after(&s, &tz, last.min(now));
+            let jit = jitter_for(&s, &tz, j, "job", slot);
+            prop_assert!(jit <= j);
+            prop_assert!(jitter == 0 || jit < j);
+        }
+    }
+
     #[test]
     fn parses_and_renders() {
         for (text, canonical) in [
@@ -237,6 +643,7 @@ mod tests {
             ("weekends 4:00", "weekends 04:00"),
             ("mon,thu 01:15", "mon,thu 01:15"),
             ("  sun   03:00 ", "sun 03:00"),
+            ("weekdays hourly :15", "weekdays hourly :15"),
         ] {
             let s = Schedule::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(s.to_string(), canonical, "{text}");
