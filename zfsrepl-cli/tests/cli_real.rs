@@ -143,7 +143,10 @@ fn policy_check_reports_every_problem_and_exits_2() {
             "bad.toml:4:13: error: `recursive` must be",
         ))
         .stderr(predicate::str::contains("2 error(s) in policy"));
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/off2.toml");
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/openfoodfacts/off2.toml"
+    );
     zfsrepl()
         .args(["policy", "check", shipped])
         .assert()
