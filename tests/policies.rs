@@ -231,3 +231,17 @@ fn the_dot_output_parses_with_graphviz() {
         assert!(svg.contains("stunnel") || name != "openfoodfacts");
     }
 }
+
+#[test]
+fn docs_estate_md_is_up_to_date() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/estate.md"))
+            .unwrap();
+    for name in ["openfoodfacts", "webplatform"] {
+        let m = Estate::build(&estate(name)).mermaid();
+        assert!(
+            doc.contains(&format!("## {name}\n")) && doc.contains(&m),
+            "docs/estate.md is out of date for {name}: run scripts/estate-doc.sh"
+        );
+    }
+}
