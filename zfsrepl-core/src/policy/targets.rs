@@ -118,6 +118,7 @@ const TUNNEL_KEYS: &[&str] = &[
     "server-connect",
     "psk-identity",
     "psk-file",
+    "config",
     "reload-client",
     "reload-server",
 ];
@@ -362,9 +363,13 @@ pub struct Tunnel {
     pub psk_identity: String,
     /// The PSK file (`identity:key` lines), on both hosts.
     pub psk_file: String,
-    /// Reloads the client side (default `systemctl reload stunnel@NAME`).
+    /// The stunnel configuration file zfsrepl writes on each side
+    /// (default `/etc/stunnel/NAME.conf`, Debian's `stunnel@NAME` unit).
+    pub config: String,
+    /// Reloads the client side (default: SIGHUP to `stunnel@NAME.service`,
+    /// which re-reads the file without dropping established connections).
     pub reload_client: Vec<String>,
-    /// Reloads the server side (default `systemctl reload stunnel@NAME`).
+    /// Reloads the server side (same default).
     pub reload_server: Vec<String>,
     /// Where it is written.
     #[serde(skip)]
@@ -1031,10 +1036,12 @@ impl RawTargets {
                 None
             }
         };
+        let config = f.get("config").and_then(|v| abs_path(cx, v, "config"));
         let default_reload = || {
             vec![
                 "/usr/bin/systemctl".to_owned(),
-                "reload".to_owned(),
+                "kill".to_owned(),
+                "--signal=HUP".to_owned(),
                 format!("stunnel@{name}.service"),
             ]
         };
@@ -1084,6 +1091,7 @@ impl RawTargets {
             server_connect,
             psk_identity,
             psk_file,
+            config: config.unwrap_or_else(|| format!("/etc/stunnel/{name}.conf")),
             reload_client,
             reload_server,
             origin: origin(file, span),

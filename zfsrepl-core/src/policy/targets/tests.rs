@@ -158,7 +158,8 @@ fn every_section_reads() {
     assert_eq!(t.proxies[0].path, "/rpool/staging/images");
     let tu = &t.tunnels[0];
     assert_eq!(tu.server_accept, 8023);
-    assert_eq!(tu.reload_server[2], "stunnel@off2-ovh3.service");
+    assert_eq!(tu.reload_server[3], "stunnel@off2-ovh3.service");
+    assert_eq!(tu.config, "/etc/stunnel/off2-ovh3.conf");
 }
 
 #[test]
