@@ -263,7 +263,6 @@ config = "{}"
     );
     let url = format!("nfs://127.0.0.1/staging/products/hello.txt?version=4&nfsport={port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = String::new();
     loop {
         let out = Command::new("nfs-cat")
             .arg(&url)
@@ -273,7 +272,7 @@ config = "{}"
             assert_eq!(String::from_utf8_lossy(&out.stdout), "served by ganesha\n");
             break;
         }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        let last = String::from_utf8_lossy(&out.stderr).into_owned();
         if Instant::now() > deadline {
             let mut l = String::new();
             let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut l));
