@@ -225,6 +225,12 @@ fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let hosts = policy.hosts.clone();
     let runner_for = |h: Option<&str>| target::host_runner(&hosts, h);
     let mut outcomes: Vec<ActionOutcome> = Vec::new();
+    let replaced: Vec<DatasetName> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, ItemAction::Replace { .. }))
+        .map(|i| i.clone.clone())
+        .collect();
     let (report, planned): (Option<CloneReport>, Vec<TargetAction>) = if a.dry_run {
         let swapping: Vec<DatasetName> = plan
             .items
@@ -232,21 +238,37 @@ fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
             .filter(|i| i.action.temp().is_some())
             .map(|i| i.clone.clone())
             .collect();
-        let acts = if plan.refused.is_some() {
-            Vec::new()
-        } else {
-            target::refresh_actions(&policy.targets, &a.name, &swapping)
-        };
+        let mut acts = Vec::new();
+        if plan.refused.is_none() {
+            acts = target::before_swap_actions(&policy.targets, &a.name, &replaced);
+            acts.extend(target::after_swap_actions(
+                &policy.targets,
+                &a.name,
+                &swapping,
+            ));
+        }
         (None, acts)
     } else {
-        let mut planned = Vec::new();
-        let report = clone::execute_with(&zfs, &spec, &plan, &hooks, &mut |swapped| {
-            planned = target::refresh_actions(&policy.targets, &a.name, swapped);
-            outcomes = target::run(&planned, &runner_for);
-            let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+        let planned = std::cell::RefCell::new(Vec::new());
+        let outcomes_cell = std::cell::RefCell::new(Vec::new());
+        let mut step = |acts: Vec<TargetAction>| {
+            let out = target::run(&acts, &runner_for);
+            let failed = out.iter().filter(|o| o.error.is_some()).count();
+            planned.borrow_mut().extend(acts);
+            outcomes_cell.borrow_mut().extend(out);
             (failed > 0).then(|| format!("{failed} target action(s) failed"))
-        });
-        (Some(report), planned)
+        };
+        let step = std::cell::RefCell::new(&mut step);
+        let report = clone::execute_with(
+            &zfs,
+            &spec,
+            &plan,
+            &hooks,
+            &mut |r| (*step.borrow_mut())(target::before_swap_actions(&policy.targets, &a.name, r)),
+            &mut |s| (*step.borrow_mut())(target::after_swap_actions(&policy.targets, &a.name, s)),
+        );
+        outcomes = outcomes_cell.into_inner();
+        (Some(report), planned.into_inner())
     };
     if a.json {
         let v = serde_json::json!({ "plan": plan, "report": report, "actions": planned, "outcomes": outcomes });

@@ -781,10 +781,9 @@ reload = ["/usr/bin/touch", "{}"]
     let logged = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         logged.lines().collect::<Vec<_>>(),
+        // Created, not replaced: nothing to withdraw first.
         [
-            format!("exportfs -u 10.1.0.200:/{p}/stage/products"),
             format!("exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/products"),
-            format!("exportfs -u 10.1.0.200:/{p}/stage/images"),
             format!("exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/images"),
             format!("pct set 200 -mp0 /{p}/stage/products,mp=/mnt/off/products"),
         ]

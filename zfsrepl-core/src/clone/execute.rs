@@ -69,19 +69,30 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
     plan: &ClonePlan,
     hooks: &CloneHooks,
 ) -> CloneReport {
-    execute_with(zfs, spec, plan, hooks, &mut |_| None)
+    execute_with(zfs, spec, plan, hooks, &mut |_| None, &mut |_| None)
 }
 
-/// Like [`execute`], calling `after_swap` with the clones now in place
-/// once their export properties are set, before the post-swap hook and
-/// before the old clones are destroyed (so an NFS server can let go of an
-/// old clone before its destroy is tried). `after_swap` returns an error
-/// message when what it ran failed; the new clones stay in place.
+/// Like [`execute`], with steps around the swap (each returns an error
+/// message when what it ran failed):
+///
+/// - `before_swap(replaced)`, after the pre-swap hook, with the clones
+///   about to be renamed aside (only when there are some): e.g. withdraw
+///   their NFS exports, which would make the rename fail. A failure
+///   abandons the refresh.
+/// - `after_swap(in_place)`, once the new clones are in place with their
+///   export properties, before the post-swap hook and before the old clones
+///   are destroyed: e.g. export them again, reload a proxy. A failure is
+///   reported; the new clones stay.
+///
+/// When the refresh is abandoned after `before_swap` ran, `after_swap` is
+/// called with the same clones (the previous ones, in place again), so
+/// whatever was withdrawn serves again.
 pub fn execute_with<Z: ZfsWrite + ?Sized>(
     zfs: &Z,
     spec: &CloneSpec,
     plan: &ClonePlan,
     hooks: &CloneHooks,
+    before_swap: &mut dyn FnMut(&[DatasetName]) -> Option<String>,
     after_swap: &mut dyn FnMut(&[DatasetName]) -> Option<String>,
 ) -> CloneReport {
     let mut report = CloneReport {
@@ -140,7 +151,25 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
         }
     }
 
-    // 3. The swap: every clone or none.
+    // 3. What must let go of the clones about to be renamed.
+    let replaced: Vec<DatasetName> = work
+        .iter()
+        .filter(|(i, _)| matches!(i.action, ItemAction::Replace { .. }))
+        .map(|(i, _)| i.clone.clone())
+        .collect();
+    if !replaced.is_empty()
+        && let Some(e) = before_swap(&replaced)
+    {
+        let restore = after_swap(&replaced);
+        report.error = Some(format!(
+            "before the swap: {e}; the current clones keep serving{}",
+            restore.map_or_else(String::new, |r| format!(" (restoring them: {r})"))
+        ));
+        undo_temps(zfs, &made, &mut report);
+        return report;
+    }
+
+    // 4. The swap: every clone or none.
     let mut swapped: Vec<usize> = Vec::new();
     for (k, &(item, temp)) in work.iter().enumerate() {
         let aside = match &item.action {
@@ -168,7 +197,15 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
                     let _ = zfs.rename(&ent(aside), &ent(&it.clone));
                 }
             }
-            report.error = Some(format!("{why}; the previous clones keep serving"));
+            let restore = if replaced.is_empty() {
+                None
+            } else {
+                after_swap(&replaced)
+            };
+            report.error = Some(format!(
+                "{why}; the previous clones keep serving{}",
+                restore.map_or_else(String::new, |r| format!(" (restoring them: {r})"))
+            ));
             undo_temps(zfs, &made, &mut report);
             return report;
         }
@@ -176,7 +213,7 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
     }
     report.swapped = work.iter().map(|(i, _)| i.clone.clone()).collect();
 
-    // 4. Export properties on the clones in place.
+    // 5. Export properties on the clones in place.
     if !spec.export_properties.is_empty() {
         for (item, _) in &work {
             if let Err(e) = zfs.set_props(&ent(&item.clone), &spec.export_properties) {
@@ -188,14 +225,14 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
         }
     }
 
-    // 5. What the swap implies elsewhere (exports, mounts, proxies).
+    // 6. What the swap implies elsewhere (exports, mounts, proxies).
     if let Some(e) = after_swap(&report.swapped)
         && report.error.is_none()
     {
         report.error = Some(format!("{e} (the new clones are in place)"));
     }
 
-    // 6. The post-swap hook.
+    // 7. The post-swap hook.
     if let Some(argv) = &hooks.post_swap {
         let out = hooks::run(argv, HookKind::PostSwap, &cx, hooks.timeout);
         if !out.is_ok() && report.error.is_none() {
@@ -204,7 +241,7 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
         report.hooks.push(("post-swap".into(), out));
     }
 
-    // 7. The old clones, when nothing uses them any more.
+    // 8. The old clones, when nothing uses them any more.
     for (item, _) in &work {
         if let ItemAction::Replace { aside, .. } = &item.action {
             destroy(zfs, aside, &mut report);
