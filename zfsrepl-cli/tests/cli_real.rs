@@ -938,3 +938,223 @@ fn send_and_prune_respect_dataset_locks() {
         .success()
         .stdout(predicate::str::contains("2 destroyed"));
 }
+
+/// Kills and reaps a helper daemon on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, deadline: std::time::Duration, mut ok: impl FnMut() -> Result<(), String>) {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        match ok() {
+            Ok(()) => return,
+            Err(e) if std::time::Instant::now() > end => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+}
+
+/// The primary user's staging flow for real: a clone of a real pool's
+/// snapshot exported by a real nfs-ganesha (driven over D-Bus, on a private
+/// bus), read over NFSv4 with libnfs's nfs-cat; a newer snapshot refreshes
+/// it: the export is withdrawn before the swap (ganesha holding the clone
+/// would make `zfs rename` fail), the clones swapped, the export added
+/// again, and the client reads the new data.
+#[test]
+fn a_staging_clone_exported_by_nfs_ganesha_refreshes_under_a_reader() {
+    let pool = TestPool::mounted();
+    pool.apply("+ off/products\n+ stage");
+    let p = pool.name().to_owned();
+    let mnt = pool.mountpoint();
+    std::fs::write(mnt.join("off/products/hello.txt"), "v1\n").unwrap();
+    pool.apply("+ off/products@autosnap_1_hourly");
+    let dir = tempfile::tempdir().unwrap();
+    let bus = dir.path().join("bus");
+    let bus_conf = dir.path().join("bus.conf");
+    std::fs::write(
+        &bus_conf,
+        format!(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\"\n \
+             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig>\n  <type>system</type>\n  \
+             <listen>unix:path={}</listen>\n  <auth>EXTERNAL</auth>\n  <policy context=\"default\">\n    \
+             <allow user=\"*\"/>\n    <allow own=\"*\"/>\n    <allow send_destination=\"*\"/>\n    \
+             <allow receive_sender=\"*\"/>\n  </policy>\n</busconfig>\n",
+            bus.display()
+        ),
+    )
+    .unwrap();
+    let bus_address = format!("unix:path={}", bus.display());
+    let _dbus = Daemon(
+        std::process::Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", bus_conf.display()))
+            .arg("--nofork")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (apt-get install dbus; .ci/run does)"),
+    );
+    wait_for(
+        "private D-Bus socket",
+        std::time::Duration::from_secs(10),
+        || bus.exists().then_some(()).ok_or_else(|| "no socket".into()),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let main = dir.path().join("ganesha.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "NFS_CORE_PARAM {{ NFS_Port = {port}; Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Bind_addr = 127.0.0.1; }}\n\
+             NFSV4 {{ Graceless = true; }}\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("ganesha.log");
+    let _ganesha = Daemon(
+        std::process::Command::new("ganesha.nfsd")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus_address)
+            .args(["-F", "-f"])
+            .arg(&main)
+            .arg("-L")
+            .arg(&log)
+            .arg("-p")
+            .arg(dir.path().join("ganesha.pid"))
+            .args(["-N", "NIV_EVENT"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nfs-ganesha (apt-get install nfs-ganesha nfs-ganesha-vfs; .ci/run does)"),
+    );
+    let exports = dir.path().join("exports.conf");
+    let policy = dir.path().join("ovh3.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"version = 1
+[host.ovh3]
+transport = "local"
+
+[dataset."{p}/off"]
+recursive = "per-dataset"
+naming = "sanoid"
+hourly = 24
+
+[clone.staging]
+host = "ovh3"
+snapshot = "pattern"
+pattern = "_hourly$"
+[clone.staging.pairs]
+"{p}/off/products" = "{p}/stage/products"
+
+[export.staging]
+host = "ovh3"
+clone = "staging"
+path = "{}"
+clients = ["127.0.0.1"]
+options = ["ro", "no_root_squash"]
+export-id = 77
+pseudo = "/staging"
+config = "{}"
+"#,
+            mnt.join("stage").display(),
+            exports.display()
+        ),
+    )
+    .unwrap();
+    let refresh = || {
+        let mut c = zfsrepl();
+        c.env("DBUS_SYSTEM_BUS_ADDRESS", &bus_address)
+            .args(["clone", "refresh", "staging", "--policy"])
+            .arg(&policy);
+        c
+    };
+    let url = format!("nfs://127.0.0.1/staging/products/hello.txt?version=4&nfsport={port}");
+    let read = |want: &str| {
+        wait_for(
+            &format!("reading {want:?} over NFS from ganesha"),
+            std::time::Duration::from_secs(30),
+            || {
+                let out = std::process::Command::new("nfs-cat")
+                    .arg(&url)
+                    .output()
+                    .expect("nfs-cat (apt-get install libnfs-utils; .ci/run does)");
+                let got = String::from_utf8_lossy(&out.stdout).into_owned();
+                if out.status.success() && got == want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "got {got:?}: {}\nganesha log: {}",
+                        String::from_utf8_lossy(&out.stderr),
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    ))
+                }
+            },
+        );
+    };
+    // Ganesha must be on the bus before zfsrepl talks to it.
+    wait_for(
+        "ganesha on the private bus",
+        std::time::Duration::from_secs(20),
+        || {
+            let out = std::process::Command::new("dbus-send")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus_address)
+                .args([
+                    "--system",
+                    "--print-reply",
+                    "--dest=org.ganesha.nfsd",
+                    "/org/ganesha/nfsd/ExportMgr",
+                    "org.ganesha.nfsd.exportmgr.ShowExports",
+                ])
+                .output()
+                .unwrap();
+            out.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        },
+    );
+
+    let out = refresh().assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("ran [ovh3] export.staging: tee"), "{text}");
+    assert!(text.contains("AddExport"), "{text}");
+    assert!(
+        !text.contains("RemoveExport"),
+        "created: nothing to withdraw\n{text}"
+    );
+    read("v1\n");
+
+    // New data, a new snapshot: the clone is replaced under the export.
+    std::fs::write(mnt.join("off/products/hello.txt"), "v2\n").unwrap();
+    pool.apply("+ off/products@autosnap_2_hourly");
+    let out = refresh().assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let remove = text.find("RemoveExport uint16:77").expect(&text);
+    let add = text.rfind("AddExport").expect(&text);
+    assert!(remove < add, "{text}");
+    assert!(
+        text.contains(&format!("{p}/stage/products: refreshed")),
+        "{text}"
+    );
+    read("v2\n");
+    assert_eq!(
+        origins(&format!("{p}/stage")),
+        [
+            (format!("{p}/stage"), "-".to_owned()),
+            (
+                format!("{p}/stage/products"),
+                format!("{p}/off/products@autosnap_2_hourly")
+            ),
+        ],
+        "the old clone was destroyed once ganesha let go of it"
+    );
+}

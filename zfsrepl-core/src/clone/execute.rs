@@ -115,9 +115,26 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
     if work.is_empty() {
         return report;
     }
+    // The new clones are made unmounted and mounted once in place; the old
+    // ones are unmounted before they move aside. Renaming a mounted
+    // dataset remounts it, which fails while anything holds it (and
+    // zfs-fuse refuses to rename a mounted dataset at all: "dataset is
+    // busy").
+    let user_mountpoint = spec
+        .properties
+        .iter()
+        .find(|(k, _)| k == "mountpoint")
+        .map(|(_, v)| v.clone());
     let mut props = spec.properties.clone();
-    props.retain(|(k, _)| k != OWNER_PROP);
+    props.retain(|(k, _)| k != OWNER_PROP && k != "mountpoint");
     props.push((OWNER_PROP.to_owned(), spec.name.clone()));
+    props.push(("mountpoint".to_owned(), "none".to_owned()));
+    let unmount =
+        |d: &DatasetName| zfs.set_props(&ent(d), &[("mountpoint".to_owned(), "none".to_owned())]);
+    let mount = |d: &DatasetName| match &user_mountpoint {
+        Some(m) => zfs.set_props(&ent(d), &[("mountpoint".to_owned(), m.clone())]),
+        None => zfs.inherit(&ent(d), "mountpoint"),
+    };
 
     // 1. The new clones, under their temporary names.
     let mut made: Vec<&DatasetName> = Vec::new();
@@ -169,32 +186,51 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
         return report;
     }
 
-    // 4. The swap: every clone or none.
+    // 4. The swap: every clone or none. Per clone: unmount the old one and
+    // move it aside, move the new one into place, mount it; each step
+    // undone if a later one fails.
     let mut swapped: Vec<usize> = Vec::new();
     for (k, &(item, temp)) in work.iter().enumerate() {
         let aside = match &item.action {
             ItemAction::Replace { aside, .. } => Some(aside),
             _ => None,
         };
-        let result = aside
-            .map_or(Ok(()), |a| zfs.rename(&ent(&item.clone), &ent(a)))
-            .map_err(|e| format!("moving {} aside to {}: {e}", item.clone, aside_str(aside)))
-            .and_then(|()| {
-                zfs.rename(&ent(temp), &ent(&item.clone)).map_err(|e| {
-                    // Put the old clone back before reporting.
-                    if let Some(a) = aside {
-                        let _ = zfs.rename(&ent(a), &ent(&item.clone));
-                    }
-                    format!("renaming {temp} to {}: {e}", item.clone)
-                })
-            });
+        let cur = &item.clone;
+        let result = (|| {
+            if let Some(a) = aside {
+                unmount(cur).map_err(|e| format!("unmounting {cur} before the swap: {e}"))?;
+                if let Err(e) = zfs.rename(&ent(cur), &ent(a)) {
+                    let _ = mount(cur);
+                    return Err(format!("moving {cur} aside to {a}: {e}"));
+                }
+            }
+            let put_back = || {
+                if let Some(a) = aside {
+                    let _ = zfs.rename(&ent(a), &ent(cur));
+                    let _ = mount(cur);
+                }
+            };
+            if let Err(e) = zfs.rename(&ent(temp), &ent(cur)) {
+                put_back();
+                return Err(format!("renaming {temp} to {cur}: {e}"));
+            }
+            if let Err(e) = mount(cur) {
+                let _ = unmount(cur);
+                let _ = zfs.rename(&ent(cur), &ent(temp));
+                put_back();
+                return Err(format!("mounting {cur}: {e}"));
+            }
+            Ok(())
+        })();
         if let Err(why) = result {
             // Undo the swaps already made, newest first.
             for &j in swapped.iter().rev() {
                 let (it, t) = work[j];
+                let _ = unmount(&it.clone);
                 let _ = zfs.rename(&ent(&it.clone), &ent(t));
                 if let ItemAction::Replace { aside, .. } = &it.action {
                     let _ = zfs.rename(&ent(aside), &ent(&it.clone));
+                    let _ = mount(&it.clone);
                 }
             }
             let restore = if replaced.is_empty() {
@@ -248,10 +284,6 @@ pub fn execute_with<Z: ZfsWrite + ?Sized>(
         }
     }
     report
-}
-
-fn aside_str(a: Option<&DatasetName>) -> &str {
-    a.map_or("", DatasetName::as_str)
 }
 
 fn undo_temps<Z: ZfsWrite + ?Sized>(zfs: &Z, made: &[&DatasetName], report: &mut CloneReport) {

@@ -32,6 +32,7 @@
 //! [export.staging]
 //! host = "ovh3"
 //! clone = "staging"                   # every clone of [clone.staging]; or dataset = "..."
+//! path = "/staging"                   # optional: where they are mounted (default /<dataset>)
 //! clients = ["10.1.0.200"]
 //! options = ["rw", "no_root_squash"]
 //! backend = "ganesha"                 # or "exportfs", "sharenfs"
@@ -302,8 +303,9 @@ pub struct Export {
     pub datasets: Vec<DatasetName>,
     /// The clone section exported, when it is one.
     pub clone: Option<String>,
-    /// The exported path of each dataset (default `/` + name; with one
-    /// dataset, `path` overrides it).
+    /// The exported path of each dataset: `/` + its name by default; `path`
+    /// with `dataset` gives it, `path` with `clone` gives the directory the
+    /// clones are mounted in (each at `path/<last name component>`).
     pub paths: Vec<String>,
     /// Client hosts or networks.
     pub clients: Vec<String>,
@@ -828,13 +830,6 @@ impl RawTargets {
             _ => {}
         }
         let path = f.get("path").and_then(|v| abs_path(cx, v, "path"));
-        if let (Some(_), Some(ps)) = (&clone, f.key_span("path")) {
-            cx.error_help(
-                ps,
-                "`path` with `clone`: each clone is exported at its own mount point",
-                "remove `path`",
-            );
-        }
         let clients = match f.get("clients") {
             Some(v) => cx.strings(v, "clients").unwrap_or_default(),
             None => {
@@ -1138,6 +1133,21 @@ impl RawTargets {
                 && let Some(ct) = t.clones.iter().find(|x| &x.name == c)
             {
                 e.datasets = ct.clones().cloned().collect();
+                // `path` with `clone`: where the clones are mounted, each
+                // under its last name component.
+                if let Some(root) = e.paths.pop() {
+                    e.paths = e
+                        .datasets
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{}/{}",
+                                root.trim_end_matches('/'),
+                                d.as_str().rsplit('/').next().unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                }
             }
             if e.paths.is_empty() {
                 e.paths = e.datasets.iter().map(|d| format!("/{d}")).collect();
