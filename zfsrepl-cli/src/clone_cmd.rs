@@ -231,6 +231,7 @@ fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
         .filter(|i| matches!(i.action, ItemAction::Replace { .. }))
         .map(|i| i.clone.clone())
         .collect();
+    let mut before_count = 0;
     let (report, planned): (Option<CloneReport>, Vec<TargetAction>) = if a.dry_run {
         let swapping: Vec<DatasetName> = plan
             .items
@@ -241,6 +242,7 @@ fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
         let mut acts = Vec::new();
         if plan.refused.is_none() {
             acts = target::before_swap_actions(&policy.targets, &a.name, &replaced);
+            before_count = acts.len();
             acts.extend(target::after_swap_actions(
                 &policy.targets,
                 &a.name,
@@ -278,8 +280,9 @@ fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
         print_plan(&plan, a.dry_run)?;
         let mut out = std::io::stdout().lock();
         if a.dry_run {
-            for act in &planned {
-                writeln!(out, "then would run {act}")?;
+            for (k, act) in planned.iter().enumerate() {
+                let when = if k < before_count { "before" } else { "after" };
+                writeln!(out, "{when} the swap would run {act}")?;
             }
         }
         drop(out);

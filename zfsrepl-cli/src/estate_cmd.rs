@@ -117,12 +117,19 @@ pub fn targets(a: TargetsArgs) -> Result<ExitCode> {
     };
     let t = &policy.targets;
     let apply = target::apply_actions(t, &address);
-    let refresh: Vec<(String, Vec<target::TargetAction>)> = t
+    type Phases = (Vec<target::TargetAction>, Vec<target::TargetAction>);
+    let refresh: Vec<(String, Phases)> = t
         .clones
         .iter()
         .map(|c| {
             let clones: Vec<_> = c.clones().cloned().collect();
-            (c.name.clone(), target::refresh_actions(t, &c.name, &clones))
+            (
+                c.name.clone(),
+                (
+                    target::before_swap_actions(t, &c.name, &clones),
+                    target::after_swap_actions(t, &c.name, &clones),
+                ),
+            )
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -130,7 +137,7 @@ pub fn targets(a: TargetsArgs) -> Result<ExitCode> {
         let v = serde_json::json!({
             "targets": t,
             "apply": apply,
-            "refresh": refresh.iter().map(|(n, a)| serde_json::json!({"clone": n, "actions": a})).collect::<Vec<_>>(),
+            "refresh": refresh.iter().map(|(n, (b, a))| serde_json::json!({"clone": n, "before-swap": b, "after-swap": a})).collect::<Vec<_>>(),
         });
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
@@ -141,28 +148,32 @@ pub fn targets(a: TargetsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let on = |h: Option<&str>| h.unwrap_or("local").to_owned();
-    for (c, (_, acts)) in t.clones.iter().zip(&refresh) {
+    for (c, (_, (before, after))) in t.clones.iter().zip(&refresh) {
         let pairs: Vec<String> = c
             .pairs
             .iter()
             .map(|p| format!("{} -> {}", p.source, p.clone))
             .collect();
+        let how = serde_json::to_value(c.snapshot)?;
         writeln!(
             out,
-            "clone.{} on {}: {} ({:?}{})",
+            "clone.{} on {}: {} ({} snapshot{})",
             c.name,
             on(c.host.as_deref()),
             pairs.join(", "),
-            c.snapshot,
+            how.as_str().unwrap_or_default(),
             c.schedule
                 .as_ref()
                 .map_or_else(String::new, |s| format!(", {s}"))
         )?;
-        if acts.is_empty() {
+        if before.is_empty() && after.is_empty() {
             writeln!(out, "  a refresh implies no target action")?;
         }
-        for act in acts {
-            writeln!(out, "  after a refresh: {act}")?;
+        for act in before {
+            writeln!(out, "  before the swap: {act}")?;
+        }
+        for act in after {
+            writeln!(out, "  after the swap: {act}")?;
         }
     }
     let sections = t

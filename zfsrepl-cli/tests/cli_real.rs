@@ -761,13 +761,13 @@ reload = ["/usr/bin/touch", "{}"]
     );
     assert!(
         text.contains(&format!(
-            "then would run [here] export.nfs: exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/images"
+            "after the swap would run [here] export.nfs: exportfs -o ro,no_subtree_check 10.1.0.200:/{p}/stage/images"
         )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            "then would run [here] container.staging: pct set 200 -mp0 /{p}/stage/products,mp=/mnt/off/products"
+            "after the swap would run [here] container.staging: pct set 200 -mp0 /{p}/stage/products,mp=/mnt/off/products"
         )),
         "{text}"
     );
@@ -1157,4 +1157,59 @@ config = "{}"
         ],
         "the old clone was destroyed once ganesha let go of it"
     );
+}
+
+/// `zfsrepl graph` and `zfsrepl targets` on the shipped Open Food Facts
+/// policies (no pool needed).
+#[test]
+fn graph_and_targets_on_the_shipped_estate() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/openfoodfacts");
+    zfsrepl().args(["graph", dir]).assert().success().stdout(
+        predicate::str::starts_with("flowchart LR\n")
+            .and(predicate::str::contains(
+                "stunnel off2-ovh3 PSK off2-ovh3 :8470",
+            ))
+            .and(predicate::str::contains("ha-pve every 5m, ssh")),
+    );
+    zfsrepl()
+        .args(["graph", "--format", "dot", "--policy"])
+        .arg(format!("{dir}/off2.toml"))
+        .arg("--policy")
+        .arg(format!("{dir}/ovh3.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("digraph estate {\n"));
+    zfsrepl()
+        .args(["targets", "--policy"])
+        .arg(format!("{dir}/ovh3.toml"))
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("clone.staging on ovh3: rpool/backups/off2/off/products -> rpool/staging/off/products")
+                .and(predicate::str::contains(
+                    "before the swap: [ovh3] export.staging: dbus-send --system --print-reply --dest=org.ganesha.nfsd /org/ganesha/nfsd/ExportMgr org.ganesha.nfsd.exportmgr.RemoveExport uint16:100",
+                ))
+                .and(predicate::str::contains(
+                    "after the swap: [ovh3] export.staging: tee /etc/ganesha/zfsrepl/staging.conf",
+                ))
+                .and(predicate::str::contains(
+                    "apply: [off2] tunnel.off2-ovh3: tee /etc/stunnel/off2-ovh3.conf (client side of the link)",
+                )),
+        );
+    zfsrepl()
+        .args(["clone", "refresh", "nope", "--policy"])
+        .arg(format!("{dir}/ovh3.toml"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "the policy has no [clone.nope] section (it has: staging)",
+        ));
+    // --pair and --policy do not mix.
+    zfsrepl()
+        .args([
+            "clone", "refresh", "staging", "--pair", "a/b=a/c", "--policy",
+        ])
+        .arg(format!("{dir}/ovh3.toml"))
+        .assert()
+        .code(2);
 }
