@@ -1213,3 +1213,120 @@ fn graph_and_targets_on_the_shipped_estate() {
         .assert()
         .code(2);
 }
+
+/// The replica side of the staging flow (ovh3): snapshots replicated into
+/// a dataset whose older snapshot a staging clone comes from (pinned)
+/// still arrive incrementally; the clone refreshes from the newest
+/// replicated snapshot; pruning the replica keeps the pinned origin with
+/// its reason and destroys what the policy lets go.
+#[test]
+fn replication_into_a_replica_with_pinned_clone_origins_keeps_working() {
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    src.apply("+ products");
+    src.write("products", "a", 50_000);
+    src.apply("+ products@autosnap_1_hourly");
+    let s = format!("{}/products", src.name());
+    let q = dst.name().to_owned();
+    let d = format!("{q}/backups/products");
+    dst.apply("+ backups\n+ stage");
+    let send = || {
+        zfsrepl()
+            .args(["send", "--no-sync-snap"])
+            .arg(&s)
+            .arg(&d)
+            .assert()
+    };
+    send().success();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("ovh3.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"version = 1
+[host.ovh3]
+transport = "local"
+[dataset."{q}/backups"]
+recursive = "per-dataset"
+naming = "sanoid"
+autosnap = false
+hourly = 1
+daily = 0
+monthly = 0
+[dataset."{q}/backups".monitor]
+enabled = false
+[clone.staging]
+host = "ovh3"
+pattern = "_hourly$"
+stale-after = "1d"
+[clone.staging.pairs]
+"{d}" = "{q}/stage/products"
+"#
+        ),
+    )
+    .unwrap();
+    let refresh = || {
+        zfsrepl()
+            .args(["clone", "refresh", "staging", "--policy"])
+            .arg(&policy)
+            .assert()
+    };
+    refresh().success();
+    assert_eq!(
+        origins(&format!("{q}/stage/products")),
+        [(
+            format!("{q}/stage/products"),
+            format!("{d}@autosnap_1_hourly")
+        )]
+    );
+    // Two more hours of snapshots arrive while the clone pins the first.
+    src.write("products", "b", 50_000);
+    src.apply("+ products@autosnap_2_hourly\n+ products@autosnap_3_hourly");
+    send()
+        .success()
+        .stdout(predicate::str::contains("1 step(s)"));
+    assert_eq!(
+        snapshot_names(&d),
+        [
+            "autosnap_1_hourly",
+            "autosnap_2_hourly",
+            "autosnap_3_hourly"
+        ]
+    );
+    // Pruning three hours on: hourly = 1 expires the first two, but the
+    // first is the clone's origin.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(3)).to_string();
+    zfsrepl()
+        .args(["prune", "--policy"])
+        .arg(&policy)
+        .args(["--now", &later])
+        .assert()
+        .success();
+    assert_eq!(
+        snapshot_names(&d),
+        ["autosnap_1_hourly", "autosnap_3_hourly"]
+    );
+    // The refresh moves the clone to the newest; the old origin is free.
+    refresh().success();
+    assert_eq!(
+        origins(&format!("{q}/stage/products")),
+        [(
+            format!("{q}/stage/products"),
+            format!("{d}@autosnap_3_hourly")
+        )]
+    );
+    zfsrepl()
+        .args(["prune", "--policy"])
+        .arg(&policy)
+        .args(["--now", &later])
+        .assert()
+        .success();
+    assert_eq!(snapshot_names(&d), ["autosnap_3_hourly"]);
+    // And replication goes on from the remaining base.
+    src.apply("+ products@autosnap_4_hourly");
+    send().success();
+    assert_eq!(
+        snapshot_names(&d),
+        ["autosnap_3_hourly", "autosnap_4_hourly"]
+    );
+}
