@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 mod clone_cmd;
+mod daemon_cmd;
 mod estate_cmd;
 mod send_cmd;
 mod snapshot_cmd;
@@ -124,6 +125,40 @@ enum Command {
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]
     Clone(clone_cmd::CloneCommand),
+    /// Run the daemon in the foreground: the policy's jobs on their
+    /// schedules, with no cron.
+    ///
+    /// Jobs (`[job.NAME]` in the policy) snapshot, replicate, prune and
+    /// refresh clones on a schedule (`every 15m`, `daily 03:00`, ...) or
+    /// after another job (`after = "snap"`: the chain snapshot -> replicate
+    /// -> prune). Concurrency is bounded globally, per pool and per remote
+    /// host; two jobs never act on one dataset at once (nor a manual `send`
+    /// or `prune`: they share per-dataset locks). Transient failures are
+    /// retried with exponential backoff. Pruning spares what replication
+    /// needs. SIGHUP (or `zfsrepl reload`) re-reads the policy and keeps the
+    /// old one if the new has errors; SIGTERM lets running jobs finish up to
+    /// `stop-timeout`, then cancels them. Under systemd (Type=notify) it
+    /// reports readiness and pings the watchdog.
+    ///
+    /// Example: zfsrepl daemon --policy /etc/zfsrepl/off2.toml
+    Daemon(daemon_cmd::DaemonArgs),
+    /// The daemon's jobs: last run, result, next run, lag per target.
+    ///
+    /// Example: zfsrepl status --watch
+    Status(daemon_cmd::StatusArgs),
+    /// Ask the daemon to run a job now (even a disabled one).
+    Trigger {
+        /// The job's name.
+        job: String,
+        #[command(flatten)]
+        socket: daemon_cmd::SocketArgs,
+    },
+    /// Ask the daemon to re-read its policy files (like SIGHUP); on errors
+    /// it keeps the old policy and this prints why.
+    Reload {
+        #[command(flatten)]
+        socket: daemon_cmd::SocketArgs,
+    },
     /// Draw the estate from its policies: hosts, datasets, replication
     /// (schedule, transport), clones, exports, containers, proxies, tunnels.
     ///
@@ -541,6 +576,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
         Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
         Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
+        Command::Daemon(a) => return daemon_cmd::run(a, cli.global.zfs),
+        Command::Status(a) => return daemon_cmd::status(&a),
+        Command::Trigger { job, socket } => return daemon_cmd::trigger(&socket, &job),
+        Command::Reload { socket } => return daemon_cmd::reload(&socket),
         Command::Graph(a) => return estate_cmd::graph(a),
         Command::Targets(a) => return estate_cmd::targets(a),
         Command::Policy(PolicyCommand::ImportSanoid {
@@ -598,18 +637,30 @@ fn main() -> ExitCode {
             };
         }
     };
+    let daemon = matches!(cli.command, Command::Daemon(_));
     let level = match cli.global.verbose {
+        0 if daemon => "info",
         0 => "warn",
         1 => "info,zfsrepl_core=debug",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZFSREPL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZFSREPL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Under systemd stderr goes to the journal, which stamps each line
+    // itself: no time and no colours there.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_ansi(false)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

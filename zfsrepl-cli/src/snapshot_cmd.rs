@@ -254,6 +254,14 @@ pub struct CheckArgs {
     /// Also check the health and capacity of the pools the policy names.
     #[arg(long)]
     pub pools: bool,
+    /// Also check the daemon's state: replication lag per target against
+    /// the jobs' `lag-warn`/`lag-crit` and the daemon's `lag-limit`, and
+    /// failed jobs.
+    #[arg(long)]
+    pub daemon: bool,
+    /// The daemon's state directory (default: the policy's `[daemon] state-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Runs `zfsrepl check`: one Nagios line, exit 0 OK, 1 WARNING, 2 CRITICAL.
@@ -343,6 +351,15 @@ pub fn check(args: CheckArgs, zfs_bin: OsString) -> Result<ExitCode> {
             parts.push(format!("zpool list failed: {}", out.stderr.trim()));
         }
         line = format!("{line}; {}", parts.join(", "));
+    }
+    if args.daemon {
+        let (level, dline) = crate::daemon_cmd::check_daemon(&policy, args.state_dir.clone(), now)?;
+        status = status.max(match level {
+            0 => Status::Ok,
+            1 => Status::Warning,
+            _ => Status::Critical,
+        });
+        line = format!("{line}; DAEMON {dline}");
     }
     let word = match status {
         Status::Ok => "",

@@ -16,14 +16,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zfsrepl_core::Guid;
 use zfsrepl_core::zfs::Dataset;
 
 use crate::state::Cursor;
 
 /// A target past the lag limit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LagAlert {
     /// The replication job.
     pub job: String,
