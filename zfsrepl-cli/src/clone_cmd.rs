@@ -177,7 +177,7 @@ fn refresh(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
 
 /// `zfsrepl clone refresh NAME --policy FILE`.
 fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
-    use zfsrepl_core::target::{self, ActionOutcome, TargetAction};
+    use zfsrepl_core::target;
     let policy = crate::snapshot_cmd::load_policy(&crate::snapshot_cmd::PolicyArgs {
         policies: a.policies.clone(),
         now: None,
@@ -214,94 +214,38 @@ fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
         })?;
     let zfs = ZfsCli::probe(runner, zfs_bin)?;
     let now = a.now.unwrap_or_else(jiff::Timestamp::now);
-    let (sources, existing) =
-        clone::list_for(&zfs, &spec).context("listing the sources and clones")?;
-    let plan = clone::plan(&clone::CloneInput {
-        spec: &spec,
-        sources: &sources,
-        existing: &existing,
-        now,
-    });
     let hosts = policy.hosts.clone();
     let runner_for = |h: Option<&str>| target::host_runner(&hosts, h);
-    let mut outcomes: Vec<ActionOutcome> = Vec::new();
-    let replaced: Vec<DatasetName> = plan
-        .items
-        .iter()
-        .filter(|i| matches!(i.action, ItemAction::Replace { .. }))
-        .map(|i| i.clone.clone())
-        .collect();
-    let mut before_count = 0;
-    let (report, planned): (Option<CloneReport>, Vec<TargetAction>) = if a.dry_run {
-        let swapping: Vec<DatasetName> = plan
-            .items
-            .iter()
-            .filter(|i| i.action.temp().is_some())
-            .map(|i| i.clone.clone())
-            .collect();
-        let mut acts = Vec::new();
-        if plan.refused.is_none() {
-            acts = target::before_swap_actions(&policy.targets, &a.name, &replaced);
-            before_count = acts.len();
-            acts.extend(target::after_swap_actions(
-                &policy.targets,
-                &a.name,
-                &swapping,
-            ));
-        }
-        (None, acts)
-    } else {
-        let planned = std::cell::RefCell::new(Vec::new());
-        let outcomes_cell = std::cell::RefCell::new(Vec::new());
-        let mut step = |acts: Vec<TargetAction>| {
-            let out = target::run(&acts, &runner_for);
-            let failed = out.iter().filter(|o| o.error.is_some()).count();
-            planned.borrow_mut().extend(acts);
-            outcomes_cell.borrow_mut().extend(out);
-            (failed > 0).then(|| format!("{failed} target action(s) failed"))
-        };
-        let step = std::cell::RefCell::new(&mut step);
-        let report = clone::execute_with(
-            &zfs,
-            &spec,
-            &plan,
-            &hooks,
-            &mut |r| (*step.borrow_mut())(target::before_swap_actions(&policy.targets, &a.name, r)),
-            &mut |s| (*step.borrow_mut())(target::after_swap_actions(&policy.targets, &a.name, s)),
-        );
-        outcomes = outcomes_cell.into_inner();
-        (Some(report), planned.into_inner())
-    };
+    let r = target::refresh_clone(&zfs, &policy.targets, section, now, a.dry_run, &runner_for)
+        .context("listing the sources and clones")?;
     if a.json {
-        let v = serde_json::json!({ "plan": plan, "report": report, "actions": planned, "outcomes": outcomes });
-        serde_json::to_writer_pretty(std::io::stdout().lock(), &v)?;
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &r)?;
         println!();
     } else {
-        print_plan(&plan, a.dry_run)?;
+        print_plan(&r.plan, a.dry_run)?;
         let mut out = std::io::stdout().lock();
         if a.dry_run {
-            for (k, act) in planned.iter().enumerate() {
-                let when = if k < before_count { "before" } else { "after" };
+            for (k, act) in r.actions.iter().enumerate() {
+                let when = if k < r.before { "before" } else { "after" };
                 writeln!(out, "{when} the swap would run {act}")?;
             }
         }
         drop(out);
-        if let Some(r) = &report {
-            print_report(r)?;
+        if let Some(rep) = &r.report {
+            print_report(rep)?;
         }
         let mut out = std::io::stdout().lock();
-        for o in &outcomes {
+        for o in &r.outcomes {
             match &o.error {
                 None => writeln!(out, "ran {}", o.action)?,
                 Some(e) => writeln!(out, "FAILED {}: {e}", o.action)?,
             }
         }
     }
-    let failed = plan.refused.is_some() || report.as_ref().is_some_and(|r| !r.is_ok());
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    Ok(if r.is_ok() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

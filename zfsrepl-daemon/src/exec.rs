@@ -646,11 +646,26 @@ fn clone(ctx: &Ctx, clones: &[String], out: &mut Outcome) {
                 continue;
             }
         };
-        match zfsrepl_core::clone::refresh(&zfs, &c.spec(), &c.hooks(), ctx.now, false) {
-            Ok((_, Some(report))) if !report.is_ok() => out.fail(
+        // The refresh and the target actions it implies (exports withdrawn
+        // before the swap and added again after, mounts, proxy reloads).
+        let hosts = &ctx.policy.hosts;
+        let runner = |h: Option<&str>| zfsrepl_core::target::host_runner(hosts, h);
+        match zfsrepl_core::target::refresh_clone(
+            &zfs,
+            &ctx.policy.targets,
+            c,
+            ctx.now,
+            false,
+            &runner,
+        ) {
+            Ok(r) if !r.is_ok() => out.fail(
                 format!(
                     "clone {name}: {}",
-                    report.error.as_deref().unwrap_or("failed")
+                    r.report
+                        .as_ref()
+                        .and_then(|rep| rep.error.as_deref())
+                        .or(r.plan.refused.as_deref())
+                        .unwrap_or("failed")
                 ),
                 false,
             ),
