@@ -511,6 +511,17 @@ fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
                         policy.hosts.len()
                     );
                 }
+                let t = &policy.targets;
+                if !t.is_empty() {
+                    println!(
+                        "{} clone(s), {} container(s), {} export(s), {} proxy(ies), {} tunnel(s)",
+                        t.clones.len(),
+                        t.containers.len(),
+                        t.exports.len(),
+                        t.proxies.len(),
+                        t.tunnels.len()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
