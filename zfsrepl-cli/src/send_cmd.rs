@@ -112,6 +112,8 @@ pub struct SendArgs {
     /// Seconds before the first retry.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub retry_wait: u64,
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
@@ -369,6 +371,14 @@ impl ExecProgress for TermProgress {
     }
 }
 
+/// The host part of a `[user@]host:pool/ds` spec, for lock keys.
+fn host_of(s: &str) -> Option<&str> {
+    match s.split_once(':') {
+        Some((h, _)) if !h.contains('/') && !h.is_empty() => Some(h),
+        _ => None,
+    }
+}
+
 /// Runs `zfsrepl send`.
 pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     if crate::net_cmd::is_net(&a.src) || crate::net_cmd::is_net(&a.dst) {
@@ -379,6 +389,16 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     }
     let (sr, src_ds) = side(&a.src, &a)?;
     let (dr, dst_ds) = side(&a.dst, &a)?;
+    // Both roots, so that the daemon (or another send or prune) does not
+    // act on them meanwhile; a dry run changes nothing and locks nothing.
+    let _locks = if a.dry_run {
+        Vec::new()
+    } else {
+        a.lock.dir().try_lock_all(
+            [(host_of(&a.src), &src_ds), (host_of(&a.dst), &dst_ds)],
+            &format!("zfsrepl send {} {}", a.src, a.dst),
+        )?
+    };
     let src = ZfsCli::probe(sr, zfs_bin.clone())?;
     let mut dst = ZfsCli::probe(dr, zfs_bin)?;
     if let Compress::Zstd(level) = a.compress {
@@ -534,6 +554,9 @@ mod tests {
                 tls_versions: zfsrepl_core::transport::tls::TlsVersions::Auto,
                 io_timeout: 600,
                 dead_peer: 60,
+            },
+            lock: crate::LockArgs {
+                lock_dir: "/run/zfsrepl/locks".into(),
             },
         };
         assert_eq!(
