@@ -497,3 +497,60 @@ fn options_round_trip_as_toml() {
     assert_eq!(partial.io_timeout, Some(Duration::from_secs(30)));
     assert!(toml::from_str::<TlsOptions>("nope = 1").is_err());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn identity() -> impl Strategy<Value = String> {
+        // Printable, no ':' (the separator), not starting with '#' (a
+        // comment), 1..=40 characters, spaces and non-ASCII included.
+        "[^:#\\p{Cc}][^:\\p{Cc}]{0,39}".prop_filter("at most 255 bytes", |s| s.len() <= 255)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes: an answer, never a panic, and never a key in the
+        /// message.
+        #[test]
+        fn parse_never_panics(text in proptest::collection::vec(any::<u8>(), 0..600)) {
+            match PskSecrets::parse(&text) {
+                Ok(s) => prop_assert!(!s.is_empty()),
+                Err(e) => { let _ = e.to_string(); }
+            }
+        }
+
+        /// Written as a file and read back: the same identities, in order,
+        /// with the same keys (raw keys that are not hex, and hex keys
+        /// that are decoded).
+        #[test]
+        fn round_trip(
+            entries in proptest::collection::btree_map(identity(), (proptest::collection::vec(any::<u8>(), 16..64), any::<bool>()), 1..6),
+            crlf in any::<bool>(),
+        ) {
+            let mut text = String::new();
+            let mut want = Vec::new();
+            for (id, (key, as_hex)) in &entries {
+                let written = if *as_hex {
+                    key.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                } else {
+                    // Printable ASCII, with an odd length or a non-hex
+                    // letter so it is not taken for hex.
+                    let mut s: String = key.iter().map(|b| char::from(b'!' + b % 90)).collect();
+                    s.push('z');
+                    s
+                };
+                let bytes = if *as_hex { key.clone() } else { written.clone().into_bytes() };
+                text.push_str(&format!("{id}:{written}{}", if crlf { "\r\n" } else { "\n" }));
+                want.push((id.clone(), bytes));
+            }
+            let s = PskSecrets::parse(text.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got: Vec<(String, Vec<u8>)> = s
+                .identities()
+                .map(|id| (id.to_owned(), s.key(id.as_bytes()).unwrap().as_bytes().to_vec()))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
