@@ -304,6 +304,47 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_loopback_and_plain_peer_uid_over_ipv6() {
+        let secrets = PskSecrets::parse(format!("a:{K}\n").as_bytes()).unwrap();
+        let (listen, _) = Listen::tls(&secrets, &peers(), &TlsOptions::default()).unwrap();
+        let l = TcpListener::bind("[::1]:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        assert!(addr.starts_with("[::1]:"), "{addr}");
+        let cancel = CancelToken::new();
+        let c2 = cancel.clone();
+        let h = std::thread::spawn(move || {
+            let handler = Arc::new(|mut s: NetStream, p: &PeerConfig| {
+                let _ = s.write_all(p.who().as_bytes());
+                let _ = s.shutdown();
+            });
+            serve(
+                &l,
+                &listen,
+                &Arc::new(peers()),
+                ServeOptions::default(),
+                &c2,
+                handler,
+            )
+            .unwrap();
+        });
+        let c = TlsConnector::new(&secrets, None, &TlsOptions::default()).unwrap();
+        let mut s = c.connect(&addr).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "a");
+        cancel.cancel();
+        h.join().unwrap();
+        // The peer's uid is found in /proc/net/tcp6 too.
+        let l = TcpListener::bind("[::1]:0").unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(
+            crate::transport::peer_uid(&s).unwrap(),
+            Some(crate::transport::tls::secrets_effective_uid())
+        );
+    }
+
+    #[test]
     fn plain_listener_uses_its_identity_and_needs_loopback() {
         let (addr, cancel, h) = start(
             Listen::Plain {
