@@ -304,6 +304,46 @@ mod tests {
     }
 
     #[test]
+    fn connections_over_the_limit_are_closed() {
+        let secrets = PskSecrets::parse(format!("a:{K}\n").as_bytes()).unwrap();
+        let (listen, _) = Listen::tls(&secrets, &peers(), &TlsOptions::default()).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let cancel = CancelToken::new();
+        let c2 = cancel.clone();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = std::sync::Mutex::new(release_rx);
+        let h = std::thread::spawn(move || {
+            // The first session holds its slot until released.
+            let handler = Arc::new(move |mut s: NetStream, _: &PeerConfig| {
+                let _ = s.write_all(b"in");
+                let _ = s.flush();
+                let _ = release_rx.lock().unwrap().recv();
+                let _ = s.shutdown();
+            });
+            let opts = ServeOptions { max_connections: 1 };
+            serve(&l, &listen, &Arc::new(peers()), opts, &c2, handler).unwrap();
+        });
+        let c = TlsConnector::new(&secrets, None, &TlsOptions::default()).unwrap();
+        let mut first = c.connect(&addr).unwrap();
+        let mut buf = [0u8; 2];
+        first.read_exact(&mut buf).unwrap();
+        let e = c.connect(&addr).unwrap_err();
+        assert!(!e.is_auth_failure(), "{e}");
+        release_tx.send(()).unwrap();
+        let mut rest = Vec::new();
+        first.read_to_end(&mut rest).unwrap();
+        // The slot is free again.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut again = c.connect(&addr).unwrap();
+        again.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"in");
+        release_tx.send(()).unwrap();
+        cancel.cancel();
+        h.join().unwrap();
+    }
+
+    #[test]
     fn ipv6_loopback_and_plain_peer_uid_over_ipv6() {
         let secrets = PskSecrets::parse(format!("a:{K}\n").as_bytes()).unwrap();
         let (listen, _) = Listen::tls(&secrets, &peers(), &TlsOptions::default()).unwrap();
