@@ -52,13 +52,23 @@ fn refused(op: String, why: &str) -> ZfsError {
 impl<Z: ZfsRead> RetentionFloor<Z> {
     /// Splits `snapshots` into those that may go and the refused.
     fn filter(&self, snapshots: &[SnapshotName]) -> (Vec<SnapshotName>, Vec<DestroyOutcome>) {
+        // One recursive listing per pool, from the deepest dataset the
+        // snapshots share there: O(1) processes however many datasets
+        // (the executor's cleanup names one snapshot per dataset of a tree).
         let datasets: BTreeSet<DatasetName> = snapshots.iter().map(SnapshotName::dataset).collect();
+        let mut roots: Vec<DatasetName> = Vec::new();
+        for ds in datasets {
+            match roots.iter_mut().find(|r| r.pool() == ds.pool()) {
+                Some(r) => *r = common_ancestor(r, &ds),
+                None => roots.push(ds),
+            }
+        }
         let mut listed: Vec<Dataset> = Vec::new();
         let mut failed: Option<ZfsError> = None;
-        for ds in datasets {
+        for root in roots {
             let spec = ListSpec {
-                roots: vec![ds],
-                recursive: false,
+                roots: vec![root],
+                recursive: true,
                 snapshots: true,
                 bookmarks: false,
                 user_props: Vec::new(),
@@ -113,6 +123,18 @@ impl<Z: ZfsRead> RetentionFloor<Z> {
         }
         (ok, refused_list)
     }
+}
+
+/// The deepest dataset both `a` and `b` lie within (same pool).
+fn common_ancestor(a: &DatasetName, b: &DatasetName) -> DatasetName {
+    let mut c = a.clone();
+    while !b.is_within(&c) {
+        match c.parent() {
+            Some(p) => c = p,
+            None => break,
+        }
+    }
+    c
 }
 
 impl<Z: ZfsRead> ZfsRead for RetentionFloor<Z> {
@@ -271,6 +293,21 @@ mod tests {
 
     fn snap(s: &str) -> SnapshotName {
         SnapshotName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn common_ancestors() {
+        let d = |s: &str| DatasetName::parse(s).unwrap();
+        for (a, b, want) in [
+            ("tank/a/b", "tank/a/c", "tank/a"),
+            ("tank/a", "tank/a/c d", "tank/a"),
+            ("tank/ab", "tank/a", "tank"),
+            ("tank/x", "tank/x", "tank/x"),
+            ("tank", "tank/y", "tank"),
+        ] {
+            assert_eq!(common_ancestor(&d(a), &d(b)), d(want), "{a} {b}");
+            assert_eq!(common_ancestor(&d(b), &d(a)), d(want), "{b} {a}");
+        }
     }
 
     #[test]
