@@ -6,6 +6,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 mod clone_cmd;
+mod daemon_cmd;
+mod estate_cmd;
 mod net_cmd;
 mod send_cmd;
 mod serve_cmd;
@@ -184,6 +186,70 @@ enum Command {
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]
     Clone(clone_cmd::CloneCommand),
+    /// Run the daemon in the foreground: the policy's jobs on their
+    /// schedules, with no cron.
+    ///
+    /// Jobs (`[job.NAME]` in the policy) snapshot, replicate, prune and
+    /// refresh clones on a schedule (`every 15m`, `daily 03:00`, ...) or
+    /// after another job (`after = "snap"`: the chain snapshot -> replicate
+    /// -> prune). Concurrency is bounded globally, per pool and per remote
+    /// host; two jobs never act on one dataset at once (nor a manual `send`
+    /// or `prune`: they share per-dataset locks). Transient failures are
+    /// retried with exponential backoff. Pruning spares what replication
+    /// needs. SIGHUP (or `zfsrepl reload`) re-reads the policy and keeps the
+    /// old one if the new has errors; SIGTERM lets running jobs finish up to
+    /// `stop-timeout`, then cancels them. Under systemd (Type=notify) it
+    /// reports readiness and pings the watchdog.
+    ///
+    /// Example: zfsrepl daemon --policy /etc/zfsrepl/off2.toml
+    Daemon(daemon_cmd::DaemonArgs),
+    /// The daemon's jobs: last run, result, next run, lag per target.
+    ///
+    /// Example: zfsrepl status --watch
+    Status(daemon_cmd::StatusArgs),
+    /// Ask the daemon to run a job now (even a disabled one).
+    Trigger {
+        /// The job's name.
+        job: String,
+        #[command(flatten)]
+        socket: daemon_cmd::SocketArgs,
+    },
+    /// Ask the daemon to re-read its policy files (like SIGHUP); on errors
+    /// it keeps the old policy and this prints why.
+    Reload {
+        #[command(flatten)]
+        socket: daemon_cmd::SocketArgs,
+    },
+    /// Draw the estate from its policies: hosts, datasets, replication
+    /// (schedule, transport), clones, exports, containers, proxies, tunnels.
+    ///
+    /// Each POLICY file is one host's policy (a directory: each *.toml in
+    /// it); their host names are taken to mean the same machines, so the
+    /// pushes of one host meet the datasets of the next. Mermaid by default
+    /// (paste into Markdown), or Graphviz DOT.
+    ///
+    /// Examples:
+    ///
+    ///   zfsrepl graph policies/openfoodfacts/
+    ///
+    ///   zfsrepl graph --format dot off2.toml ovh3.toml | dot -Tsvg > estate.svg
+    Graph(estate_cmd::GraphArgs),
+    /// List the policy's targets (containers, exports, proxies, tunnels,
+    /// clone sections) with the commands that apply each one and the
+    /// commands a refresh of each clone section implies; runs nothing.
+    ///
+    /// Example: zfsrepl targets --policy /etc/zfsrepl/ovh3.toml
+    Targets(estate_cmd::TargetsArgs),
+    /// Write man pages or shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// `man` (zfsrepl.1 and one page per subcommand) or `completions`
+        /// (bash, zsh, fish).
+        #[arg(value_parser = ["man", "completions"])]
+        what: String,
+        /// Output directory (created).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -455,6 +521,23 @@ pub(crate) fn pools<R: Runner>(zfs: &ZfsCli<R>, bin: &OsString) -> Result<Vec<Da
         .collect()
 }
 
+/// Where per-dataset locks live (shared with the daemon).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LockArgs {
+    /// Directory of per-dataset lock files, shared with the daemon so that
+    /// they never act on the same dataset at once.
+    #[arg(long, value_name = "DIR", env = "ZFSREPL_LOCK_DIR", default_value = zfsrepl_core::lock::DEFAULT_DIR)]
+    pub lock_dir: std::path::PathBuf,
+}
+
+impl LockArgs {
+    /// The lock directory.
+    #[must_use]
+    pub fn dir(&self) -> zfsrepl_core::lock::LockDir {
+        zfsrepl_core::lock::LockDir::new(&self.lock_dir)
+    }
+}
+
 /// The policy files to read: those given, or `/etc/zfsrepl/*.toml`.
 pub(crate) fn policy_files(given: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>> {
     if !given.is_empty() {
@@ -492,6 +575,24 @@ fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
                     policy.datasets.len(),
                     warnings.0.len()
                 );
+                if !policy.jobs.is_empty() || !policy.hosts.is_empty() {
+                    println!(
+                        "{} job(s), {} host(s)",
+                        policy.jobs.len(),
+                        policy.hosts.len()
+                    );
+                }
+                let t = &policy.targets;
+                if !t.is_empty() {
+                    println!(
+                        "{} clone(s), {} container(s), {} export(s), {} proxy(ies), {} tunnel(s)",
+                        t.clones.len(),
+                        t.containers.len(),
+                        t.exports.len(),
+                        t.proxies.len(),
+                        t.tunnels.len()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -505,6 +606,25 @@ fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `zfsrepl generate man|completions DIR`.
+fn generate(what: &str, dir: &std::path::Path) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    if what == "man" {
+        clap_mangen::generate_to(cmd, dir)?;
+    } else {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            clap_complete::generate_to(shell, &mut cmd, "zfsrepl", dir)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn import_sanoid(
@@ -555,9 +675,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
-        Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
+        Command::Send(a) => return net_cmd::send_with_retries(&a, &cli.global.zfs),
         Command::Serve(a) => return serve_cmd::run(&a, cli.global.zfs),
         Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
+        Command::Daemon(a) => return daemon_cmd::run(a, cli.global.zfs),
+        Command::Status(a) => return daemon_cmd::status(&a),
+        Command::Trigger { job, socket } => return daemon_cmd::trigger(&socket, &job),
+        Command::Reload { socket } => return daemon_cmd::reload(&socket),
+        Command::Graph(a) => return estate_cmd::graph(a),
+        Command::Targets(a) => return estate_cmd::targets(a),
+        Command::Generate { what, dir } => return generate(&what, &dir),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,
@@ -613,18 +740,30 @@ fn main() -> ExitCode {
             };
         }
     };
+    let daemon = matches!(cli.command, Command::Daemon(_));
     let level = match cli.global.verbose {
+        0 if daemon => "info",
         0 => "warn",
         1 => "info,zfsrepl_core=debug",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZFSREPL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZFSREPL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Under systemd stderr goes to the journal, which stamps each line
+    // itself: no time and no colours there.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_ansi(false)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -146,6 +146,65 @@ pub fn run_send(a: &SendArgs, zfs_bin: &OsString) -> Result<ExitCode> {
     }
 }
 
+/// `zfsrepl send` with `--retries`: a failed run (an error, or datasets
+/// that failed) is run again after `--retry-wait` seconds, doubled each
+/// time. Planning starts afresh each time, so a retry continues from what
+/// the last attempt completed. Refused keys or identities and bad
+/// arguments are not retried.
+pub fn send_with_retries(a: &SendArgs, zfs_bin: &OsString) -> Result<ExitCode> {
+    let mut wait = Duration::from_secs(a.retry_wait);
+    for attempt in 0..=a.retries {
+        let last = attempt == a.retries;
+        match crate::send_cmd::run(a.clone(), zfs_bin.clone()) {
+            Ok(code) if code == ExitCode::SUCCESS || last => return Ok(code),
+            Err(e) if last || !retryable(&e) => return Err(e),
+            Ok(_) => eprintln!(
+                "zfsrepl send: attempt {} of {} failed; retrying in {}s",
+                attempt + 1,
+                a.retries + 1,
+                wait.as_secs()
+            ),
+            Err(e) => eprintln!(
+                "zfsrepl send: attempt {} of {} failed: {e:#}; retrying in {}s",
+                attempt + 1,
+                a.retries + 1,
+                wait.as_secs()
+            ),
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(3600));
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// Failures a later attempt may not repeat: the network, the transport,
+/// busy or unavailable ZFS; not refused keys, bad files or arguments.
+fn retryable(e: &anyhow::Error) -> bool {
+    use zfsrepl_core::transport::tls::{SecretsError, TlsError};
+    use zfsrepl_core::{NameError, ZfsError};
+    for c in e.chain() {
+        if let Some(t) = c.downcast_ref::<TlsError>() {
+            return !t.is_auth_failure() && !matches!(t, TlsError::Secrets(_) | TlsError::Setup(_));
+        }
+        if c.downcast_ref::<SecretsError>().is_some()
+            || c.downcast_ref::<NameError>().is_some()
+            || c.downcast_ref::<zfsrepl_core::transport::PeersError>()
+                .is_some()
+            || c.downcast_ref::<zfsrepl_core::transport::TargetError>()
+                .is_some()
+        {
+            return false;
+        }
+        if let Some(z) = c.downcast_ref::<ZfsError>() {
+            return z.kind.is_transient();
+        }
+        if c.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether a side is a network endpoint (`tls://`, `stunnel://`).
 pub fn is_net(s: &str) -> bool {
     NetTarget::parse(s).is_some()
@@ -247,4 +306,60 @@ pub fn run_listen(l: &ListenArgs, config: &std::path::Path, zfs_bin: OsString) -
         Arc::new(handler),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfsrepl_core::transport::tls::TlsError;
+    use zfsrepl_core::{ZfsError, ZfsErrorKind};
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let cases: Vec<(anyhow::Error, bool)> = vec![
+            (
+                TlsError::Connect {
+                    addr: "h:1".into(),
+                    source: io(),
+                }
+                .into(),
+                true,
+            ),
+            (TlsError::Timeout { peer: "h:1".into() }.into(), true),
+            (
+                TlsError::Refused {
+                    peer: "h:1".into(),
+                    identity: "a".into(),
+                    detail: "alert decrypt error".into(),
+                }
+                .into(),
+                false,
+            ),
+            (
+                anyhow::Error::new(ZfsError::new("recv", ZfsErrorKind::Transport, "cut"))
+                    .context("the zfsrepl agent at tls://h:1/t"),
+                true,
+            ),
+            (
+                ZfsError::new("recv", ZfsErrorKind::TargetModified, "x").into(),
+                false,
+            ),
+            (anyhow::Error::new(io()).context("connecting"), true),
+            (anyhow::anyhow!("a tls:// side needs --psk-file"), false),
+        ];
+        for (e, want) in cases {
+            assert_eq!(retryable(&e), want, "{e:#}");
+        }
+    }
+
+    #[test]
+    fn tls_versions_values() {
+        assert_eq!(parse_versions("auto"), Ok(TlsVersions::Auto));
+        assert_eq!(parse_versions("tls13"), Ok(TlsVersions::Tls13));
+        assert_eq!(parse_versions("1.2"), Ok(TlsVersions::Tls12));
+        assert!(parse_versions("ssl3").is_err());
+        assert_eq!(secs(0), None);
+        assert_eq!(secs(3), Some(Duration::from_secs(3)));
+    }
 }

@@ -22,7 +22,7 @@ use zfsrepl_core::zfs::{LocalRunner, SshRunner, SshTarget};
 use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsRead, ZfsStream, ZfsWrite};
 
 /// `zfsrepl send` arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SendArgs {
     /// Source: `pool/ds` here, `[user@]host:pool/ds` over ssh,
     /// `tls://host:port/pool/ds` (a `zfsrepl serve --listen`, TLS-PSK) or
@@ -104,6 +104,16 @@ pub struct SendArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub tls: crate::net_cmd::TlsArgs,
+    /// Run again up to N times when a run fails (a dropped link, a busy
+    /// target), waiting --retry-wait seconds, doubled after each attempt.
+    /// Refused keys and identities are not retried.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Seconds before the first retry.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_wait: u64,
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// `--compress`: `none`, `zstd` or `zstd:LEVEL`.
@@ -361,6 +371,14 @@ impl ExecProgress for TermProgress {
     }
 }
 
+/// The host part of a `[user@]host:pool/ds` spec, for lock keys.
+fn host_of(s: &str) -> Option<&str> {
+    match s.split_once(':') {
+        Some((h, _)) if !h.contains('/') && !h.is_empty() => Some(h),
+        _ => None,
+    }
+}
+
 /// Runs `zfsrepl send`.
 pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     if crate::net_cmd::is_net(&a.src) || crate::net_cmd::is_net(&a.dst) {
@@ -371,6 +389,16 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     }
     let (sr, src_ds) = side(&a.src, &a)?;
     let (dr, dst_ds) = side(&a.dst, &a)?;
+    // Both roots, so that the daemon (or another send or prune) does not
+    // act on them meanwhile; a dry run changes nothing and locks nothing.
+    let _locks = if a.dry_run {
+        Vec::new()
+    } else {
+        a.lock.dir().try_lock_all(
+            [(host_of(&a.src), &src_ds), (host_of(&a.dst), &dst_ds)],
+            &format!("zfsrepl send {} {}", a.src, a.dst),
+        )?
+    };
     let src = ZfsCli::probe(sr, zfs_bin.clone())?;
     let mut dst = ZfsCli::probe(dr, zfs_bin)?;
     if let Compress::Zstd(level) = a.compress {
@@ -519,11 +547,16 @@ mod tests {
             agent: false,
             remote_zfsrepl: "zfsrepl".into(),
             identity: None,
+            retries: 0,
+            retry_wait: 5,
             tls: crate::net_cmd::TlsArgs {
                 psk_file: None,
                 tls_versions: zfsrepl_core::transport::tls::TlsVersions::Auto,
                 io_timeout: 600,
                 dead_peer: 60,
+            },
+            lock: crate::LockArgs {
+                lock_dir: "/run/zfsrepl/locks".into(),
             },
         };
         assert_eq!(

@@ -125,6 +125,8 @@ pub struct PruneArgs {
     /// Print the plan or the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// Every pool's used percentage (`zpool list -H -o name,capacity`); empty
@@ -158,8 +160,37 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     }
     let caps = pool_capacities();
     let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
-    let plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
+    let mut plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
         .map_err(anyhow::Error::msg)?;
+    // Snapshots clones come from are kept, with the reason.
+    let clones = zfsrepl_core::clone::list_policy_clones(&zfs, &policy.targets)
+        .context("listing the policy's clones")?;
+    let origins = zfsrepl_core::clone::clone_origins(listing.iter().chain(&clones));
+    p::pin_clone_origins(&mut plans, &origins);
+    // Each dataset with something to destroy is locked, so that a send (or
+    // the daemon) working on it is not pulled from under; a busy one is
+    // skipped this time and says by whom.
+    let mut locks = Vec::new();
+    let mut busy = 0usize;
+    if !args.dry_run {
+        let dir = args.lock.dir();
+        plans.retain(|d| {
+            if d.plan.destroy_count() == 0 {
+                return true;
+            }
+            match dir.try_lock(None, &d.dataset, "zfsrepl prune") {
+                Ok(l) => {
+                    locks.push(l);
+                    true
+                }
+                Err(e) => {
+                    eprintln!("zfsrepl: skipping {}: {e}", d.dataset);
+                    busy += 1;
+                    false
+                }
+            }
+        });
+    }
     let doomed: Vec<_> = plans
         .iter()
         .flat_map(|d| d.plan.destroy().cloned())
@@ -205,11 +236,14 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
             report.failed.len()
         )?;
     }
-    Ok(if report.failed.is_empty() && missing.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    drop(locks);
+    Ok(
+        if report.failed.is_empty() && missing.is_empty() && busy == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `zfsrepl check` arguments.
@@ -220,6 +254,14 @@ pub struct CheckArgs {
     /// Also check the health and capacity of the pools the policy names.
     #[arg(long)]
     pub pools: bool,
+    /// Also check the daemon's state: replication lag per target against
+    /// the jobs' `lag-warn`/`lag-crit` and the daemon's `lag-limit`, and
+    /// failed jobs.
+    #[arg(long)]
+    pub daemon: bool,
+    /// The daemon's state directory (default: the policy's `[daemon] state-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Runs `zfsrepl check`: one Nagios line, exit 0 OK, 1 WARNING, 2 CRITICAL.
@@ -232,6 +274,35 @@ pub fn check(args: CheckArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let report = check_snapshots(&policy, &listing, now);
     let mut status = report.status;
     let mut line = report.line;
+    // Clones whose origin is older than their section's stale-after.
+    match zfsrepl_core::clone::list_policy_clones(&zfs, &policy.targets) {
+        Ok(clones) => {
+            for s in zfsrepl_core::clone::stale_origins(
+                &policy.targets,
+                &clones,
+                &listing,
+                now.as_second(),
+            ) {
+                status = status.max(Status::Warning);
+                line = format!(
+                    "{line}, WARN: clone {} ({}) comes from {}, {} old (stale after {})",
+                    s.clone,
+                    s.section,
+                    s.origin,
+                    zfsrepl_core::snapshot::monitor::age(std::time::Duration::from_secs(
+                        u64::try_from(s.age).unwrap_or(0)
+                    )),
+                    zfsrepl_core::snapshot::monitor::age(std::time::Duration::from_secs(
+                        u64::try_from(s.stale_after).unwrap_or(0)
+                    )),
+                );
+            }
+        }
+        Err(e) => {
+            status = Status::Critical;
+            line = format!("CRIT: listing clones: {e}, {line}");
+        }
+    }
     for e in &missing {
         status = Status::Critical;
         line = format!("CRIT: {e}, {line}");
@@ -280,6 +351,15 @@ pub fn check(args: CheckArgs, zfs_bin: OsString) -> Result<ExitCode> {
             parts.push(format!("zpool list failed: {}", out.stderr.trim()));
         }
         line = format!("{line}; {}", parts.join(", "));
+    }
+    if args.daemon {
+        let (level, dline) = crate::daemon_cmd::check_daemon(&policy, args.state_dir.clone(), now)?;
+        status = status.max(match level {
+            0 => Status::Ok,
+            1 => Status::Warning,
+            _ => Status::Critical,
+        });
+        line = format!("{line}; DAEMON {dline}");
     }
     let word = match status {
         Status::Ok => "",

@@ -5,9 +5,13 @@
 //! wrong key, unknown identity, an identity without a peer entry, writes
 //! outside the identity's root, garbage and truncated frames all refused
 //! with nothing left that blocks the next run; the server killed mid-stream,
-//! then the next run completes.
+//! then the next run completes; a server in another network namespace (a
+//! veth link) whose link is cut mid-stream: the client notices within its
+//! dead-peer time and `send --retries` (backoff) completes once the link
+//! is back.
 //!
-//! Never skips: without ZFS or stunnel it fails (`.ci/run` installs both).
+//! Never skips: without ZFS, stunnel or iproute2 it fails (`.ci/run`
+//! installs them; namespaces need root, as the pools do).
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure is the test failing
 
@@ -86,8 +90,22 @@ struct Serve {
 
 impl Serve {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(ZFSREPL)
-            .args(["serve", "-v", "--listen", "127.0.0.1:0"])
+        Self::spawn(None, "127.0.0.1:0", args)
+    }
+
+    /// `zfsrepl serve --listen LISTEN ARGS`, inside network namespace `ns`
+    /// when given.
+    fn spawn(ns: Option<&str>, listen: &str, args: &[&str]) -> Self {
+        let mut cmd = match ns {
+            None => Command::new(ZFSREPL),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, ZFSREPL]);
+                c
+            }
+        };
+        let mut child = cmd
+            .args(["serve", "-v", "--listen", listen])
             .args(args)
             .env("ZFSREPL_ZFS", zfs_binary())
             .stdin(Stdio::null())
@@ -523,4 +541,182 @@ fn server_killed_mid_stream_then_the_next_run_completes() {
         server.log()
     );
     same_newest(&tree(&src, &sroot), &tree(&dst, &target));
+}
+
+/// A second "host": a network namespace joined to this one by a veth pair
+/// (`10.213.N.1` here, `10.213.N.2` there), torn down on drop.
+struct NetNs {
+    name: String,
+    veth: String,
+    here: String,
+    there: String,
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run ip (install iproute2): {e}");
+    });
+    assert!(
+        o.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl NetNs {
+    fn new() -> Self {
+        let id = std::process::id();
+        let name = format!("zfsrepl_t{id}");
+        let veth = format!("zr{}a", id % 100_000);
+        let peer = format!("zr{}b", id % 100_000);
+        let net = 1 + id % 250;
+        let (here, there) = (format!("10.213.{net}.1"), format!("10.213.{net}.2"));
+        // Leftovers of a killed earlier run with the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &veth]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Self {
+            name,
+            veth,
+            here,
+            there,
+        };
+        ip(&[
+            "link", "add", &ns.veth, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{}/24", ns.here), "dev", &ns.veth]);
+        ip(&["link", "set", &ns.veth, "up"]);
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &ns.name, "ip"];
+            a.extend_from_slice(args);
+            ip(&a);
+        };
+        inside(&["link", "set", "lo", "up"]);
+        inside(&["addr", "add", &format!("{}/24", ns.there), "dev", &peer]);
+        inside(&["link", "set", &peer, "up"]);
+        ns
+    }
+
+    /// Cuts (`false`) or restores (`true`) the link.
+    fn link(&self, up: bool) {
+        ip(&["link", "set", &self.veth, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn link_cut_mid_stream_between_two_namespaces_then_retry_completes() {
+    let ns = NetNs::new();
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    src.apply("+ \"net: a\"\n+ \"net: a/-child .x\"");
+    src.write("net: a", "blob", 24 << 20);
+    src.write("net: a/-child .x", "small", 1 << 20);
+    let sroot = src.ds("net: a");
+    dst.apply("+ inbox");
+    let inbox = dst.ds("inbox");
+    let f = Files::new();
+    let psk = f.psk("server.psk", &format!("{PUSHER}:{KEY}\n"));
+    let config = peers(&f, &[&inbox], &[&sroot]);
+    // The server, in the other namespace, notices a dead client in seconds.
+    let server = Serve::spawn(
+        Some(&ns.name),
+        &format!("{}:0", ns.there),
+        &[
+            "--psk-file",
+            psk.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--dead-peer",
+            "4",
+            "--io-timeout",
+            "8",
+        ],
+    );
+    let target = inbox.child("copy").unwrap();
+    let url = format!("tls://{}/{}", server.addr, target.as_str());
+    let send_args = |bw: &str| -> Vec<String> {
+        [
+            "send",
+            "-r",
+            "--job",
+            "net",
+            "--bwlimit",
+            bw,
+            "--dead-peer",
+            "4",
+            "--io-timeout",
+            "8",
+            "--psk-file",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([
+            psk.to_str().unwrap().to_owned(),
+            "--".into(),
+            sroot.as_str().into(),
+            url.clone(),
+        ])
+        .collect()
+    };
+    // 25 MiB at 4 MiB/s; the link goes down after 2 s.
+    let child = Command::new(ZFSREPL)
+        .args(send_args("4194304"))
+        .env("ZFSREPL_ZFS", zfs_binary())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    ns.link(false);
+    let t0 = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let noticed = t0.elapsed();
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        noticed < Duration::from_secs(30),
+        "the client took {noticed:?} to notice the cut"
+    );
+    // `--retries` while the link is still down: the first attempts fail
+    // (no route), the link comes back, a later attempt completes.
+    let mut args = send_args("0");
+    args.splice(
+        1..1,
+        ["--retries", "6", "--retry-wait", "1"].map(String::from),
+    );
+    let retry = Command::new(ZFSREPL)
+        .args(&args)
+        .env("ZFSREPL_ZFS", zfs_binary())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    ns.link(true);
+    let o = retry.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}\nserver:\n{}",
+        show(&o),
+        server.log()
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let attempts: Vec<&str> = err.lines().filter(|l| l.contains("retrying in")).collect();
+    assert!(!attempts.is_empty(), "{}", show(&o));
+    same_newest(&tree(&src, &sroot), &tree(&dst, &target));
+    eprintln!(
+        "client noticed the cut after {noticed:?}; {} failed attempts before success",
+        attempts.len()
+    );
 }

@@ -18,11 +18,19 @@
 //!   injected, and snapshot names (sanoid's `autosnap_...` and ours).
 //! - [`retention`]: the pure prune planner (sanoid counts, a zrepl-style
 //!   grid, keep-last, regex), a reason for every keep and destroy.
+//! - [`lock`]: per-dataset advisory locks shared by the daemon and the
+//!   manual `send`/`prune` commands.
+//! - [`schedule`]: job schedules (`every 15m`, `daily 03:00`, ...) and the
+//!   pure next-run computation the daemon uses.
 //! - [`replication`]: the pure replication planner: the guid-matched common
 //!   base, conflicts as values, and the steps (`-i`/`-I`, resume, full) as a
 //!   serializable plan; and its executor.
 //! - [`clone`]: staging clones refreshed atomically from newer snapshots,
 //!   planned purely, never touching a dataset zfsrepl did not create.
+//! - [`graph`]: the estate drawn from its policies, as Mermaid or DOT.
+//! - [`target`]: actions on the estate (container mount points, NFS
+//!   exports, proxy reloads, stunnel links) as argv on the right host, and
+//!   the pure planning of what a clone refresh implies.
 //! - [`stream`]: the data path. [`stream::Pipeline`] splices `zfs send` into
 //!   `zfs receive` without copying through user space, with progress, rate
 //!   limit and cancellation, and blames the side that failed first;
@@ -44,13 +52,17 @@
 
 pub mod agent;
 pub mod clone;
+pub mod graph;
 pub mod hooks;
+pub mod lock;
 pub mod name;
 pub mod policy;
 pub mod replication;
 pub mod retention;
+pub mod schedule;
 pub mod snapshot;
 pub mod stream;
+pub mod target;
 pub mod transport;
 pub mod zfs;
 

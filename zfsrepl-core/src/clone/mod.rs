@@ -15,18 +15,25 @@
 //! nothing holds it (else a later run retries). A failure before the swap is
 //! complete leaves the previous clones serving.
 //!
+//! The snapshots clones come from are pinned ([`clone_origins`]): pruning
+//! keeps them with a reason, and [`stale_origins`] finds clones whose
+//! origin is older than their section's `stale-after` (for `zfsrepl
+//! check`).
+//!
 //! Ownership is a user property, [`OWNER_PROP`] = the spec's name, set on
 //! every clone zfsrepl creates; a dataset without it is never renamed or
 //! destroyed.
 
 mod execute;
+mod origins;
 mod plan;
 
 #[cfg(all(test, feature = "test-util"))]
 #[allow(clippy::unwrap_used)]
 mod tests;
 
-pub use execute::{CloneHooks, CloneReport, execute, list_for, refresh};
+pub use execute::{CloneHooks, CloneReport, execute, execute_with, list_for, refresh};
+pub use origins::{StaleOrigin, clone_origins, list_policy_clones, stale_origins};
 pub use plan::{
     CloneInput, CloneItem, ClonePair, ClonePlan, CloneSpec, ItemAction, NEW_SUFFIX, OLD_MARK,
     OWNER_PROP, Selector, SpecError, aside_name, plan, temp_name,

@@ -416,3 +416,186 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn origins_are_pinned_in_retention_and_reported_when_stale() {
+    use crate::retention::{Action, KeepRule, Ownership, Reason, SnapshotInfo};
+    let m = FakeZfs::from_fixture(
+        "+ tank\n+ tank/src\n+ tank/src@zfsrepl_1\n+ tank/src@zfsrepl_2\n+ tank/st",
+    );
+    let s = spec(&[("tank/src", "tank/st/c")], false, None);
+    let (_, rep) = refresh(&m, &s, &no_hooks(), t(0), false).unwrap();
+    assert!(rep.unwrap().is_ok());
+    // Newer snapshots arrive; the clone still comes from @zfsrepl_2.
+    m.apply_fixture("+ tank/src@zfsrepl_3\n+ tank/src@zfsrepl_4")
+        .unwrap();
+    let all = m
+        .list(&ListSpec {
+            roots: vec![ds("tank")],
+            recursive: true,
+            snapshots: true,
+            bookmarks: false,
+            user_props: vec![],
+        })
+        .unwrap();
+    let origins = clone_origins(&all);
+    assert_eq!(
+        origins,
+        [(
+            ds("tank/src").snapshot("zfsrepl_2").unwrap(),
+            "tank/st/c".to_owned()
+        )]
+    );
+    let src = all.iter().find(|d| d.name == ds("tank/src")).unwrap();
+    let snaps: Vec<SnapshotInfo> = src
+        .versions
+        .iter()
+        .filter_map(SnapshotInfo::from_version)
+        .collect();
+    let rules = [KeepRule::LastN { n: 1, regex: None }];
+    let mut p = crate::retention::plan(
+        &snaps,
+        &rules,
+        &Ownership::new("zfsrepl_"),
+        &[],
+        2_000_000_000,
+    );
+    assert_eq!(p.destroy_count(), 3);
+    assert_eq!(p.pin_origins(&origins), 1);
+    let gone: Vec<&str> = p.destroy().map(|s| s.snap()).collect();
+    assert_eq!(gone, ["zfsrepl_1", "zfsrepl_3"]);
+    let pinned = p
+        .decisions
+        .iter()
+        .find(|d| d.snapshot.snap() == "zfsrepl_2")
+        .unwrap();
+    assert_eq!(pinned.action, Action::Keep);
+    assert_eq!(
+        pinned.reasons[0],
+        Reason::CloneOrigin {
+            clone: "tank/st/c".into()
+        }
+    );
+    assert_eq!(pinned.reasons[0].to_string(), "origin of clone tank/st/c");
+    // Pinning twice changes nothing more.
+    assert_eq!(p.pin_origins(&origins), 0);
+
+    // Staleness, from the policy's clone sections.
+    let policy = crate::policy::parse_str(
+        "p.toml",
+        "version = 1\n[dataset.\"tank/src\"]\nhourly = 1\n\
+         [clone.staging]\nstale-after = \"1d\"\n[clone.staging.pairs]\n\"tank/src\" = \"tank/st/c\"\n",
+    )
+    .unwrap();
+    let clones = list_policy_clones(&m, &policy.targets).unwrap();
+    assert_eq!(clones.len(), 1);
+    let created = src
+        .snapshots()
+        .find(|v| v.name.short() == "zfsrepl_2")
+        .unwrap()
+        .creation;
+    assert!(stale_origins(&policy.targets, &clones, &all, created + 86_400).is_empty());
+    let stale = stale_origins(&policy.targets, &clones, &all, created + 86_401);
+    assert_eq!(stale.len(), 1);
+    assert_eq!(
+        (
+            stale[0].section.as_str(),
+            stale[0].clone.as_str(),
+            stale[0].age
+        ),
+        ("staging", "tank/st/c", 86_401)
+    );
+    // A clone not made yet is not stale (and not listed).
+    m.destroy_dataset(&ds("tank/st/c"), false).unwrap();
+    assert!(list_policy_clones(&m, &policy.targets).unwrap().is_empty());
+}
+
+/// The steps around the swap: `before_swap` gets the clones about to be
+/// renamed, `after_swap` the clones in place; a failed `before_swap` or a
+/// failed swap abandons the refresh and gives the previous clones back to
+/// `after_swap` (so withdrawn exports serve again).
+#[test]
+fn steps_around_the_swap_see_the_right_clones_and_restore_on_failure() {
+    use std::cell::RefCell;
+    let m = FakeZfs::from_fixture(BASE);
+    let s = two();
+    let calls: RefCell<Vec<(String, Vec<String>)>> = RefCell::new(Vec::new());
+    let rec = |what: &str, d: &[DatasetName]| {
+        calls
+            .borrow_mut()
+            .push((what.into(), d.iter().map(ToString::to_string).collect()));
+    };
+    let run = |now: u64, fail_before: bool| {
+        let (sources, existing) = list_for(&m, &s).unwrap();
+        let p = plan(&CloneInput {
+            spec: &s,
+            sources: &sources,
+            existing: &existing,
+            now: t(now),
+        });
+        execute_with(
+            &m,
+            &s,
+            &p,
+            &no_hooks(),
+            &mut |d| {
+                rec("before", d);
+                fail_before.then(|| "RemoveExport failed".to_owned())
+            },
+            &mut |d| {
+                rec("after", d);
+                None
+            },
+        )
+    };
+    // First refresh creates: nothing to withdraw, both exported after.
+    assert!(run(0, false).is_ok());
+    assert_eq!(
+        calls.take(),
+        [(
+            "after".to_owned(),
+            vec![
+                "tank/stage/products".to_owned(),
+                "tank/stage/images".to_owned()
+            ]
+        )]
+    );
+    // A newer products snapshot replaces both (common point moves).
+    m.apply_fixture("+ tank/off products@c").unwrap();
+    let rep = run(10, true);
+    assert!(
+        rep.error
+            .as_deref()
+            .unwrap()
+            .contains("before the swap: RemoveExport failed; the current clones keep serving"),
+        "{rep:?}"
+    );
+    let both = vec![
+        "tank/stage/products".to_owned(),
+        "tank/stage/images".to_owned(),
+    ];
+    assert_eq!(
+        calls.take(),
+        [
+            ("before".to_owned(), both.clone()),
+            ("after".to_owned(), both.clone())
+        ]
+    );
+    assert_eq!(
+        origin(&m, "tank/stage/products").unwrap(),
+        "tank/off products@b"
+    );
+    // Then it goes through.
+    assert!(run(20, false).is_ok());
+    assert_eq!(
+        calls.take(),
+        [
+            ("before".to_owned(), both.clone()),
+            ("after".to_owned(), both)
+        ]
+    );
+    assert_eq!(
+        origin(&m, "tank/stage/products").unwrap(),
+        "tank/off products@c"
+    );
+}

@@ -25,6 +25,9 @@
 //! timeout = "30s"
 //! ```
 //!
+//! The daemon's hosts, jobs and `[daemon]` section are read by [`jobs`]
+//! (its documentation shows them).
+//!
 //! Settings resolve like sanoid's: built-in defaults, then each template in
 //! `use-template` order (templates may use templates), then the dataset's
 //! own keys. A dataset entry below a recursive one refines it, whatever
@@ -32,9 +35,11 @@
 //! lose its overrides; we do not).
 
 pub mod diagnostic;
+pub mod jobs;
 mod reader;
 pub mod sanoid;
 mod settings;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -44,8 +49,13 @@ use serde::Serialize;
 use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
+pub use jobs::{
+    Compression, DaemonSettings, DatasetRef, Direction, Host, Job, JobKind, Replicate, Transport,
+    Trigger,
+};
 pub use reader::parse_duration;
 pub use settings::{Counts, HookFailure, Hooks, Monitor, Naming, Retention, Settings, Threshold};
+pub use targets::Targets;
 
 use crate::name::DatasetName;
 use reader::{Cx, Fields};
@@ -105,6 +115,15 @@ pub struct Policy {
     pub timezone: String,
     /// Dataset entries, sorted by dataset name.
     pub datasets: Vec<DatasetPolicy>,
+    /// `[host.NAME]` entries, sorted by name.
+    pub hosts: Vec<Host>,
+    /// `[job.NAME]` entries, sorted by name.
+    pub jobs: Vec<Job>,
+    /// The `[daemon]` section (defaults when absent).
+    pub daemon: DaemonSettings,
+    /// Clones, containers, exports, proxies and tunnels
+    /// ([`targets`]).
+    pub targets: Targets,
 }
 
 impl Policy {
@@ -173,7 +192,21 @@ pub fn parse_str(path: impl AsRef<Path>, text: &str) -> Result<Policy, Diagnosti
     validate(&[Source::new(path.as_ref(), text)]).map(|(p, _)| p)
 }
 
-const TOP_KEYS: &[&str] = &["version", "timezone", "sanoid-conf", "template", "dataset"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "version",
+    "timezone",
+    "sanoid-conf",
+    "template",
+    "dataset",
+    "host",
+    "job",
+    "daemon",
+    "clone",
+    "container",
+    "export",
+    "proxy",
+    "tunnel",
+];
 /// Keys only a dataset entry takes (it takes every template key too).
 const DATASET_ONLY_KEYS: &[&str] = &["recursive", "exclude", "children-only"];
 
@@ -201,6 +234,8 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
     // Templates are global across files: name -> (file, span, partial, uses).
     let mut templates: TemplateMap = BTreeMap::new();
     let mut entries: Vec<RawEntry> = Vec::new();
+    let mut raw_targets = targets::RawTargets::default();
+    let mut daemon_raw = jobs::Raw::default();
 
     for (fi, src) in sources.iter().enumerate() {
         let mut cx = Cx::new(src);
@@ -333,6 +368,17 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
                 );
             }
         }
+        if let Some(v) = top.get("host") {
+            daemon_raw.read_hosts(&mut cx, fi, v);
+        }
+        if let Some(v) = top.get("job") {
+            daemon_raw.read_jobs(&mut cx, fi, v);
+        }
+        if let Some(v) = top.get("daemon") {
+            let span = top.key_span("daemon").unwrap_or_else(|| v.span());
+            daemon_raw.read_daemon(&mut cx, fi, span, v);
+        }
+        raw_targets.read(&mut cx, fi, &mut top);
         top.finish(&mut cx);
         diags.extend(cx.diags);
     }
@@ -454,6 +500,8 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
         });
     }
     out.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+    let (hosts, jobs, daemon) = daemon_raw.finish(sources, &out, &mut diags);
+    let targets = raw_targets.finish(sources, &hosts, &out, &jobs, &mut diags);
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
         let mut all = errors;
@@ -465,6 +513,10 @@ pub fn validate(sources: &[Source]) -> Result<(Policy, Diagnostics), Diagnostics
             sources: sources.iter().map(|s| s.path().to_owned()).collect(),
             timezone: timezone.unwrap_or_else(|| "UTC".into()),
             datasets: out,
+            hosts,
+            jobs,
+            daemon,
+            targets,
         },
         Diagnostics(warnings),
     ))

@@ -283,7 +283,7 @@ impl<'a, 'i> Fields<'a, 'i> {
 
 /// The closest known key within a small edit distance (also catching
 /// sanoid's `_` spelling of our `-` keys).
-fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     let dashed = name.replace('_', "-");
     if let Some(k) = known.iter().find(|k| **k == dashed) {
         return Some(k);

@@ -50,6 +50,11 @@ pub enum Reason {
     },
     /// A replication target still needs it (the newest snapshot in common).
     Protected,
+    /// A clone was made from it (ZFS would refuse to destroy it anyway).
+    CloneOrigin {
+        /// The clone.
+        clone: String,
+    },
     /// No keep rules are configured: nothing is pruned (zrepl's rule).
     NoRules,
     /// sanoid: not older than N periods.
@@ -154,6 +159,7 @@ impl Reason {
             Self::NotOwned { .. }
             | Self::Held { .. }
             | Self::Protected
+            | Self::CloneOrigin { .. }
             | Self::NoRules
             | Self::SanoidWithin(_)
             | Self::SanoidFloor(_)
@@ -197,6 +203,7 @@ impl fmt::Display for Reason {
             Self::Held { holds: 1 } => f.write_str("held (1 hold)"),
             Self::Held { holds } => write!(f, "held ({holds} holds)"),
             Self::Protected => f.write_str("needed by replication target"),
+            Self::CloneOrigin { clone } => write!(f, "origin of clone {clone}"),
             Self::NoRules => f.write_str("no keep rules: nothing is pruned"),
             Self::SanoidWithin(v) => write!(
                 f,
@@ -323,6 +330,32 @@ pub struct PrunePlan {
 }
 
 impl PrunePlan {
+    /// Keeps every snapshot that is the origin of a clone, with
+    /// [`Reason::CloneOrigin`] (`origins`: snapshot, clone). Like a held or
+    /// protected snapshot, a pinned one still counts for the rules; only
+    /// its destruction is called off. Returns how many decisions changed
+    /// from destroy to keep.
+    pub fn pin_origins(&mut self, origins: &[(SnapshotName, String)]) -> usize {
+        let mut changed = 0;
+        for d in &mut self.decisions {
+            for (snap, clone) in origins {
+                if *snap == d.snapshot {
+                    d.reasons.insert(
+                        0,
+                        Reason::CloneOrigin {
+                            clone: clone.clone(),
+                        },
+                    );
+                    if d.action == Action::Destroy {
+                        d.action = Action::Keep;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
     /// The snapshots to destroy: by dataset, oldest first within each.
     pub fn destroy(&self) -> impl Iterator<Item = &SnapshotName> {
         self.decisions

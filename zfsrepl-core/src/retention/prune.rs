@@ -101,6 +101,14 @@ pub fn plan_policy(
     Ok(out)
 }
 
+/// Keeps the snapshots clones were made from (`origins`: snapshot,
+/// clone, as from [`crate::clone::clone_origins`]) in every plan, with
+/// [`Reason::CloneOrigin`](super::Reason::CloneOrigin). Returns how many
+/// planned destroys were called off.
+pub fn pin_clone_origins(plans: &mut [DatasetPrune], origins: &[(SnapshotName, String)]) -> usize {
+    plans.iter_mut().map(|p| p.plan.pin_origins(origins)).sum()
+}
+
 /// What pruning did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {

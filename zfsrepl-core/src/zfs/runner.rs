@@ -744,6 +744,7 @@ mod tests {
 #[derive(Debug, Default)]
 pub struct ScriptedRunner {
     calls: std::sync::Mutex<Vec<Vec<String>>>,
+    argvs: std::sync::Mutex<Vec<Vec<String>>>,
     script: std::sync::Mutex<Vec<(String, i32, String, String)>>,
 }
 
@@ -767,6 +768,12 @@ impl ScriptedRunner {
     #[must_use]
     pub fn calls(&self) -> Vec<Vec<String>> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Every argv run so far, program name included.
+    #[must_use]
+    pub fn argvs(&self) -> Vec<Vec<String>> {
+        self.argvs.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 
@@ -796,6 +803,13 @@ impl Runner for ScriptedRunner {
         let line = display_argv(&argv[1..]);
         if let Ok(mut c) = self.calls.lock() {
             c.push(args);
+        }
+        if let Ok(mut c) = self.argvs.lock() {
+            c.push(
+                argv.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+            );
         }
         let hit = self
             .script

@@ -1,0 +1,420 @@
+//! The real daemon on real pools, over a few minutes of real time:
+//! snapshots taken every minute (frequent-period = 1), replicated to two
+//! local target pools, pruned on both sides with the common snapshot kept;
+//! `zfsrepl status --json` and `/metrics` tell the truth; a reload with a
+//! broken policy keeps the old one running; SIGTERM mid-run leaves nothing
+//! that blocks the next run; a restart resumes the schedule from the
+//! state file.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::CommandCargoExt;
+use predicates::prelude::*;
+use serde_json::Value;
+use zfsrepl_core::testing::TestPool;
+
+fn zfsrepl() -> Command {
+    Command::cargo_bin("zfsrepl").unwrap()
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(policy: &Path, dir: &Path) -> Self {
+        let log = dir.join(format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let mut cmd = StdCommand::cargo_bin("zfsrepl").unwrap();
+        cmd.args(["daemon", "--policy"])
+            .arg(policy)
+            .env("ZFSREPL_LOG", "info,zfsrepl_daemon=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().unwrap();
+        let d = Self { child, log };
+        // Ready when the control socket answers.
+        let sock = dir.join("control.sock");
+        wait_for(Duration::from_secs(20), "the control socket", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = StdCommand::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig}");
+    }
+
+    /// SIGTERM and wait; the exit status.
+    fn stop(mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < within,
+                "daemon did not stop within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn status(dir: &Path) -> Value {
+    let out = zfsrepl()
+        .args(["status", "--json", "--socket"])
+        .arg(dir.join("control.sock"))
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+fn job<'v>(s: &'v Value, name: &str) -> &'v Value {
+    s["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("no job {name} in {s}"))
+}
+
+fn snapshots(dataset: &str) -> Vec<String> {
+    let out = StdCommand::new("zfs")
+        .args([
+            "list",
+            "-H",
+            "-t",
+            "snapshot",
+            "-o",
+            "name",
+            "-s",
+            "createtxg",
+            "-r",
+            "-d",
+            "1",
+        ])
+        .arg(dataset)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('@').map(|(_, s)| s.to_owned()))
+        .collect()
+}
+
+fn metrics(addr: &str) -> String {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn policy_text(src: &str, t1: &str, t2: &str, dir: &Path, metrics: &str) -> String {
+    format!(
+        r#"version = 1
+timezone = "UTC"
+
+[template.frequent]
+frequently = 2
+frequent-period = 1
+hourly = 0
+daily = 0
+monthly = 0
+
+[dataset."{src}/data"]
+use-template = "frequent"
+
+[dataset."{t1}/copy"]
+use-template = "frequent"
+autosnap = false
+
+[dataset."{t2}/copy"]
+use-template = "frequent"
+autosnap = false
+
+[job.snap]
+kind = "snapshot"
+datasets = ["{src}/data"]
+schedule = "every 10s"
+
+[job.repl]
+kind = "replicate"
+source = "{src}/data"
+targets = ["local:{t1}/copy"]
+after = "snap"
+
+# The slow target: replicated only when triggered by hand.
+[job.repl-slow]
+kind = "replicate"
+source = "{src}/data"
+targets = ["{t2}/copy"]
+schedule = "every 1h"
+enabled = false
+
+[job.prune]
+kind = "prune"
+datasets = ["{src}/data", "{t1}/copy", "{t2}/copy"]
+after = "repl"
+
+[daemon]
+control-socket = "{dir}/control.sock"
+state-dir = "{dir}/state"
+lock-dir = "{dir}/locks"
+metrics-address = "{metrics}"
+stop-timeout = "3s"
+lag-limit = "100s"
+retries = 2
+retry-backoff = "2s"
+"#,
+        dir = dir.display()
+    )
+}
+
+#[test]
+fn daemon_snapshots_replicates_prunes_reloads_stops_and_resumes() {
+    let src = TestPool::mounted();
+    let t1 = TestPool::new();
+    let t2 = TestPool::new();
+    src.apply("+ data");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let text = policy_text(src.name(), t1.name(), t2.name(), dir.path(), &addr);
+    std::fs::write(&policy, &text).unwrap();
+    zfsrepl()
+        .args(["policy", "check"])
+        .arg(&policy)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4 job(s)"));
+    let s_data = format!("{}/data", src.name());
+    let t1_copy = format!("{}/copy", t1.name());
+    let t2_copy = format!("{}/copy", t2.name());
+    let sock = dir.path().join("control.sock");
+
+    let daemon = Daemon::start(&policy, dir.path());
+    // A second daemon on the same socket is refused.
+    zfsrepl()
+        .args(["daemon", "--policy"])
+        .arg(&policy)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "another zfsrepl daemon is running",
+        ));
+
+    // The first snapshot (every 10s; a frequent one is due at once), then
+    // replication to t1 by the chain.
+    wait_for(
+        Duration::from_secs(40),
+        "a replicated snapshot on t1",
+        || !snapshots(&t1_copy).is_empty(),
+    );
+    // The slow target once, by hand.
+    zfsrepl()
+        .args(["trigger", "repl-slow", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("repl-slow started"));
+    wait_for(Duration::from_secs(30), "a snapshot on t2", || {
+        !snapshots(&t2_copy).is_empty()
+    });
+    let slow_common = snapshots(&t2_copy).last().unwrap().clone();
+    zfsrepl()
+        .args(["trigger", "nope", "--socket"])
+        .arg(&sock)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no job \"nope\""));
+
+    // A broken policy: the reload is refused, the old policy keeps running.
+    std::fs::write(
+        &policy,
+        text.replace("kind = \"prune\"", "kind = \"prunes\""),
+    )
+    .unwrap();
+    zfsrepl()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unknown job kind \"prunes\""))
+        .stderr(predicate::str::contains("keeping the policy loaded at"));
+    daemon.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    let s = status(dir.path());
+    assert!(
+        s["reload_error"].as_str().unwrap().contains("prunes"),
+        "{s}"
+    );
+    assert_eq!(s["jobs"].as_array().unwrap().len(), 4);
+    std::fs::write(&policy, &text).unwrap();
+    zfsrepl()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("policy reloaded: 4 job(s)"));
+
+    // Let it run: a frequent snapshot a minute, pruned to 2 on the source
+    // and on t1; t2 lags (never replicated again): its common snapshot
+    // stays on the source, first held with everything after it, then past
+    // the lag limit (100 s) only the common one, with an alert.
+    // (As in sanoid, a snapshot beyond the count goes once it is older
+    // than count x period: 2 minutes here.)
+    wait_for(
+        Duration::from_secs(200),
+        "pruning past the lag limit",
+        || {
+            let s = status(dir.path());
+            let t1_now = snapshots(&t1_copy);
+            !s["alerts"].as_array().unwrap().is_empty()
+                && snapshots(&s_data).len() <= 3
+                && !t1_now.is_empty()
+                && !t1_now.contains(&slow_common)
+        },
+    );
+    let s = status(dir.path());
+    let src_snaps = snapshots(&s_data);
+    let t1_snaps = snapshots(&t1_copy);
+    assert!(
+        src_snaps.contains(&slow_common),
+        "t2's common snapshot {slow_common} was pruned from the source: {src_snaps:?}\n{}",
+        daemon.log()
+    );
+    assert!(snapshots(&t2_copy).contains(&slow_common));
+    // t1 is pruned too, by its own rules: t2's common snapshot is not
+    // kept there; it shares the source's newest replicated snapshot.
+    assert!(
+        t1_snaps.len() <= 3 && !t1_snaps.contains(&slow_common),
+        "{t1_snaps:?}\n{s:#}\n{}",
+        daemon.log()
+    );
+    let repl = job(&s, "repl");
+    let common = repl["targets"][0]["common"].as_str().unwrap();
+    assert!(src_snaps.iter().any(|x| x == common) && t1_snaps.iter().any(|x| x == common));
+    assert_eq!(repl["last_result"], "ok", "{s}");
+    assert!(job(&s, "snap")["runs"].as_u64().unwrap() >= 6);
+    assert!(job(&s, "prune")["last_result"] == "ok", "{s}");
+    let alert = &s["alerts"][0];
+    assert_eq!(alert["job"], "repl-slow");
+    assert!(repl["bytes"].as_u64().unwrap() > 0);
+    // The table and the metrics agree.
+    zfsrepl()
+        .args(["status", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("PAST THE LAG LIMIT"))
+        .stdout(predicate::str::contains("ALERT: repl-slow"));
+    let m = metrics(&addr);
+    for want in [
+        "zfsrepl_job_runs_total{job=\"snap\",kind=\"snapshot\"}",
+        "zfsrepl_job_last_success_timestamp_seconds{job=\"repl\"}",
+        &format!(
+            "zfsrepl_replication_lag_limit_exceeded{{job=\"repl-slow\",target=\"{t2_copy}\"}} 1"
+        ),
+        &format!("zfsrepl_snapshots{{dataset=\"{s_data}\"}}"),
+        "zfsrepl_zfs_command_duration_seconds_count{command=\"zfs snapshot\"}",
+        "zfsrepl_snapshots_destroyed_total{job=\"prune\"}",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
+    // check --daemon reads the same state: t2 is past the limit.
+    zfsrepl()
+        .args(["check", "--daemon", "--policy"])
+        .arg(&policy)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(format!(
+            "repl-slow -> {t2_copy}: lag"
+        )))
+        .stdout(predicate::str::contains("(critical)"));
+
+    // SIGTERM while a transfer runs: data to send, then snap -> repl.
+    src.write("data", "big", 24 << 20);
+    zfsrepl()
+        .args(["trigger", "snap", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success();
+    wait_for(Duration::from_secs(30), "repl running", || {
+        job(&status(dir.path()), "repl")["running"] == true
+    });
+    let runs_before = job(&status(dir.path()), "snap")["runs"].as_u64().unwrap();
+    let code = daemon.stop(Duration::from_secs(30));
+    assert!(code.success(), "exit {code:?}");
+    assert!(!sock.exists(), "the socket is removed on stop");
+
+    // Restart: the schedule resumes from the state file (runs counted on),
+    // and the next replication is not blocked by anything left behind.
+    let daemon = Daemon::start(&policy, dir.path());
+    let snaps_now = snapshots(&s_data);
+    wait_for(
+        Duration::from_secs(90),
+        "a new replication after the restart",
+        || {
+            let s = status(dir.path());
+            let r = job(&s, "repl");
+            job(&s, "snap")["runs"].as_u64().unwrap() > runs_before
+                && r["last_result"] == "ok"
+                && r["running"] == false
+                && r["targets"][0]["common"].as_str()
+                    == snapshots(&s_data).last().map(String::as_str)
+        },
+    );
+    let log = daemon.log();
+    assert!(!log.contains("is busy"), "{log}");
+    assert!(snapshots(&s_data).len() >= snaps_now.len().min(2));
+    assert!(daemon.stop(Duration::from_secs(30)).success());
+}
