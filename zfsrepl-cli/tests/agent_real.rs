@@ -479,3 +479,35 @@ fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
         assert!(source.contains(&got[0]), "{got:?} not in {source:?}");
     }
 }
+
+/// `send --agent` takes the same dataset locks as the other legs: a target
+/// locked by someone else (the daemon) is refused at once, with the holder.
+#[test]
+fn send_agent_respects_dataset_locks() {
+    use zfsrepl_core::lock::LockDir;
+    let sshd = Sshd::start();
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ a\n+ a@s1");
+    dst.apply("+ in");
+    let config = agent_config(&sshd, "agent.toml", &[], &[&dst.ds("in")]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    let locks_dir = tempfile::tempdir().unwrap();
+    let locks = LockDir::new(locks_dir.path());
+    let held = locks
+        .try_lock(
+            Some("root@127.0.0.1"),
+            &dst.ds("in"),
+            "zfsrepl daemon job pull",
+        )
+        .unwrap();
+    let lock_dir = locks_dir.path().to_string_lossy().into_owned();
+    let args = ["--no-sync-snap", "--lock-dir", &lock_dir];
+    let target = format!("root@127.0.0.1:{}", dst.ds("in/x"));
+    let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(show(&o).contains("zfsrepl daemon job pull"), "{}", show(&o));
+    drop(held);
+    let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
+    assert!(o.status.success(), "{}", show(&o));
+}
