@@ -438,7 +438,8 @@ fn kill_agent_after(config: &Path, after: std::time::Duration) -> std::thread::J
 
 /// The agent killed mid-stream, pushing and pulling: the run fails with a
 /// transport error naming the host, nothing is left that blocks the next
-/// run, and the next run converges with the same guids.
+/// run, and the next run converges with the same guids; with --retries the
+/// same command retries and completes.
 #[test]
 fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
     let sshd = Sshd::start();
@@ -470,10 +471,28 @@ fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
         let o = send_agent(&sshd, &key, &["--job", "kill"], from, to);
         assert!(o.status.success(), "{}", show(&o));
     }
+    // With --retries, the killed attempt is retried (a transport error is
+    // transient) and the one command completes.
+    let to = format!("root@127.0.0.1:{}", dst.ds("in/retried"));
+    let killer = kill_agent_after(&config, std::time::Duration::from_millis(1500));
+    let retry = [
+        "--bwlimit",
+        "4000000",
+        "--job",
+        "kill",
+        "--retries",
+        "2",
+        "--retry-wait",
+        "1",
+    ];
+    let o = send_agent(&sshd, &key, &retry, sroot.as_str(), &to);
+    assert!(killer.join().unwrap(), "the agent was never seen");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(show(&o).contains("attempt 1 of 3 failed"), "{}", show(&o));
     // Each target holds its job's latest sync snapshot, with the source's
     // guid for that name.
     let source = tree(&src, &sroot).remove(0).1;
-    for target in [dst.ds("in/pushed"), dst.ds("pulled")] {
+    for target in [dst.ds("in/pushed"), dst.ds("pulled"), dst.ds("in/retried")] {
         let got = tree(&dst, &target).remove(0).1;
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(source.contains(&got[0]), "{got:?} not in {source:?}");
