@@ -412,6 +412,16 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
 fn run_agent(a: &SendArgs, zfs_bin: &OsString) -> Result<ExitCode> {
     let (sh, src_ds) = split_side(&a.src)?;
     let (dh, dst_ds) = split_side(&a.dst)?;
+    // The same per-dataset locks as the other legs take (the daemon, a
+    // send or a prune on these roots waits or refuses meanwhile).
+    let _locks = if a.dry_run {
+        Vec::new()
+    } else {
+        a.lock.dir().try_lock_all(
+            [(sh, &src_ds), (dh, &dst_ds)],
+            &format!("zfsrepl send --agent {} {}", a.src, a.dst),
+        )?
+    };
     let local = || ZfsCli::probe(LocalRunner::new(), zfs_bin.clone());
     match (sh, dh) {
         (None, None) => {

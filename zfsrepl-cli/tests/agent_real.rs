@@ -438,7 +438,8 @@ fn kill_agent_after(config: &Path, after: std::time::Duration) -> std::thread::J
 
 /// The agent killed mid-stream, pushing and pulling: the run fails with a
 /// transport error naming the host, nothing is left that blocks the next
-/// run, and the next run converges with the same guids.
+/// run, and the next run converges with the same guids; with --retries the
+/// same command retries and completes.
 #[test]
 fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
     let sshd = Sshd::start();
@@ -470,12 +471,62 @@ fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
         let o = send_agent(&sshd, &key, &["--job", "kill"], from, to);
         assert!(o.status.success(), "{}", show(&o));
     }
+    // With --retries, the killed attempt is retried (a transport error is
+    // transient) and the one command completes.
+    let to = format!("root@127.0.0.1:{}", dst.ds("in/retried"));
+    let killer = kill_agent_after(&config, std::time::Duration::from_millis(1500));
+    let retry = [
+        "--bwlimit",
+        "4000000",
+        "--job",
+        "kill",
+        "--retries",
+        "2",
+        "--retry-wait",
+        "1",
+    ];
+    let o = send_agent(&sshd, &key, &retry, sroot.as_str(), &to);
+    assert!(killer.join().unwrap(), "the agent was never seen");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(show(&o).contains("attempt 1 of 3 failed"), "{}", show(&o));
     // Each target holds its job's latest sync snapshot, with the source's
     // guid for that name.
     let source = tree(&src, &sroot).remove(0).1;
-    for target in [dst.ds("in/pushed"), dst.ds("pulled")] {
+    for target in [dst.ds("in/pushed"), dst.ds("pulled"), dst.ds("in/retried")] {
         let got = tree(&dst, &target).remove(0).1;
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(source.contains(&got[0]), "{got:?} not in {source:?}");
     }
+}
+
+/// `send --agent` takes the same dataset locks as the other legs: a target
+/// locked by someone else (the daemon) is refused at once, with the holder.
+#[test]
+fn send_agent_respects_dataset_locks() {
+    use zfsrepl_core::lock::LockDir;
+    let sshd = Sshd::start();
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ a\n+ a@s1");
+    dst.apply("+ in");
+    let config = agent_config(&sshd, "agent.toml", &[], &[&dst.ds("in")]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    let locks_dir = tempfile::tempdir().unwrap();
+    let locks = LockDir::new(locks_dir.path());
+    let held = locks
+        .try_lock(
+            Some("root@127.0.0.1"),
+            &dst.ds("in"),
+            "zfsrepl daemon job pull",
+        )
+        .unwrap();
+    let lock_dir = locks_dir.path().to_string_lossy().into_owned();
+    let args = ["--no-sync-snap", "--lock-dir", &lock_dir];
+    let target = format!("root@127.0.0.1:{}", dst.ds("in/x"));
+    let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(show(&o).contains("zfsrepl daemon job pull"), "{}", show(&o));
+    drop(held);
+    let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
+    assert!(o.status.success(), "{}", show(&o));
 }
