@@ -418,3 +418,103 @@ fn daemon_snapshots_replicates_prunes_reloads_stops_and_resumes() {
     assert!(snapshots(&s_data).len() >= snaps_now.len().min(2));
     assert!(daemon.stop(Duration::from_secs(30)).success());
 }
+
+/// systemd's side: READY=1 once the socket answers, WATCHDOG=1 within the
+/// watchdog interval, RELOADING/READY around a SIGHUP, STOPPING=1 on
+/// SIGTERM; and a corrupt state file is set aside, never fatal.
+#[test]
+fn notify_protocol_and_a_corrupt_state_file() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[daemon]\ncontrol-socket = \"{d}/control.sock\"\nstate-dir = \"{d}/state\"\nlock-dir = \"{d}/locks\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/state.json"), "{\"jobs\": [1, 2").unwrap();
+    let notify = dir.path().join("notify.sock");
+    let server = UnixDatagram::bind(&notify).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = StdCommand::cargo_bin("zfsrepl")
+        .unwrap()
+        .args(["daemon", "--policy"])
+        .arg(&policy)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut recv = || {
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv();
+    assert!(first.starts_with("READY=1\n"), "{first}");
+    assert!(
+        first.contains(&format!("MAINPID={}", child.id())),
+        "{first}"
+    );
+    // Pings at half the watchdog interval.
+    let start = Instant::now();
+    let mut pings = 0;
+    while pings < 2 {
+        if recv() == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let kill = |sig: &str, pid: u32| {
+        assert!(
+            StdCommand::new("kill")
+                .args(["-s", sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill("HUP", child.id());
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s: &String| s == "READY=1") {
+        let m = recv();
+        if m != "WATCHDOG=1" {
+            seen.push(m);
+        }
+    }
+    assert_eq!(seen, ["RELOADING=1", "READY=1"]);
+    kill("TERM", child.id());
+    loop {
+        let m = recv();
+        if m.starts_with("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("is corrupt"), "{log}");
+    assert!(log.contains("policy reloaded: 0 job(s)"), "{log}");
+    // Set aside for a post-mortem, and a fresh state written.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("state.json.corrupt-")),
+        "{names:?}"
+    );
+    let fresh: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fresh["version"], 1);
+}
