@@ -454,7 +454,7 @@ fn notify_protocol_and_a_corrupt_state_file() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut recv = || {
+    let recv = || {
         let mut buf = [0u8; 512];
         let n = server.recv(&mut buf).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
