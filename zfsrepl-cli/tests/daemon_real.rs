@@ -417,6 +417,16 @@ fn daemon_snapshots_replicates_prunes_reloads_stops_and_resumes() {
     assert!(!log.contains("is busy"), "{log}");
     assert!(snapshots(&s_data).len() >= snaps_now.len().min(2));
     assert!(daemon.stop(Duration::from_secs(30)).success());
+    // A manual prune reads the daemon's cursors too: t2's common snapshot
+    // stays on the source.
+    zfsrepl()
+        .args(["prune", "--lock-dir"])
+        .arg(dir.path().join("locks"))
+        .arg("--policy")
+        .arg(&policy)
+        .assert()
+        .success();
+    assert!(snapshots(&s_data).contains(&slow_common));
 }
 
 /// systemd's side: READY=1 once the socket answers, WATCHDOG=1 within the
