@@ -37,7 +37,16 @@ pub enum CloneCommand {
     ///
     ///   zfsrepl clone refresh nightly --match '_daily$' \
     ///       --pair tank/db=tank/stage/db --export sharenfs='rw=@10.1.0.0/24'
-    Refresh(RefreshArgs),
+    ///
+    /// With --policy, NAME is a [clone.NAME] section of the policy (pairs,
+    /// snapshot choice, properties, hooks and host from there), and the
+    /// actions the swap implies on the estate run once the new clones are in
+    /// place: exports of the clones withdrawn and exported again, container
+    /// bind mounts of them set again, proxies serving from them reloaded
+    /// (each as an argv on its host; --dry-run lists them):
+    ///
+    ///   zfsrepl clone refresh staging --policy /etc/zfsrepl/ovh3.toml --dry-run
+    Refresh(Box<RefreshArgs>),
     /// List the clones zfsrepl manages under ROOTs (default: every pool).
     List {
         /// Datasets to search, recursively.
@@ -56,8 +65,12 @@ pub struct RefreshArgs {
     /// (letters, digits, `-`, `_`, `.`).
     name: String,
     /// SOURCE=CLONE (repeatable; ZFS names cannot contain `=`).
-    #[arg(long = "pair", value_name = "SOURCE=CLONE", required = true, value_parser = parse_pair)]
+    #[arg(long = "pair", value_name = "SOURCE=CLONE", required_unless_present = "policies", value_parser = parse_pair)]
     pairs: Vec<ClonePair>,
+    /// Policy file (repeatable): NAME is its [clone.NAME] section, and the
+    /// target actions the refresh implies run after the swap.
+    #[arg(long = "policy", value_name = "FILE", conflicts_with_all = ["pairs", "common", "pattern", "set", "export", "pre_swap", "post_swap"])]
+    policies: Vec<std::path::PathBuf>,
     /// Clone the newest snapshot present in every SOURCE (by name), so all
     /// clones show the same point in time.
     #[arg(long)]
@@ -115,12 +128,15 @@ fn parse_prop(s: &str) -> Result<(String, String), String> {
 /// Runs a `clone` subcommand.
 pub fn run(cmd: CloneCommand, zfs_bin: OsString) -> Result<ExitCode> {
     match cmd {
-        CloneCommand::Refresh(a) => refresh(a, zfs_bin),
+        CloneCommand::Refresh(a) => refresh(*a, zfs_bin),
         CloneCommand::List { roots, json } => list(&roots, json, zfs_bin),
     }
 }
 
 fn refresh(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    if !a.policies.is_empty() {
+        return refresh_from_policy(a, zfs_bin);
+    }
     let spec = CloneSpec {
         name: a.name,
         pairs: a.pairs,
@@ -156,6 +172,80 @@ fn refresh(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `zfsrepl clone refresh NAME --policy FILE`.
+fn refresh_from_policy(a: RefreshArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    use zfsrepl_core::target;
+    let policy = crate::snapshot_cmd::load_policy(&crate::snapshot_cmd::PolicyArgs {
+        policies: a.policies.clone(),
+        now: None,
+    })?;
+    let Some(section) = policy.targets.clone_named(&a.name) else {
+        let names: Vec<&str> = policy
+            .targets
+            .clones
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "the policy has no [clone.{}] section (it has: {})",
+            a.name,
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let spec = section.spec();
+    spec.validate()?;
+    let mut hooks = section.hooks();
+    if a.hook_timeout != 300 {
+        hooks.timeout = Duration::from_secs(a.hook_timeout);
+    }
+    let runner =
+        target::host_runner(&policy.hosts, section.host.as_deref()).with_context(|| {
+            format!(
+                "reaching the clones' host {}",
+                section.host.as_deref().unwrap_or("local")
+            )
+        })?;
+    let zfs = ZfsCli::probe(runner, zfs_bin)?;
+    let now = a.now.unwrap_or_else(jiff::Timestamp::now);
+    let hosts = policy.hosts.clone();
+    let runner_for = |h: Option<&str>| target::host_runner(&hosts, h);
+    let r = target::refresh_clone(&zfs, &policy.targets, section, now, a.dry_run, &runner_for)
+        .context("listing the sources and clones")?;
+    if a.json {
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &r)?;
+        println!();
+    } else {
+        print_plan(&r.plan, a.dry_run)?;
+        let mut out = std::io::stdout().lock();
+        if a.dry_run {
+            for (k, act) in r.actions.iter().enumerate() {
+                let when = if k < r.before { "before" } else { "after" };
+                writeln!(out, "{when} the swap would run {act}")?;
+            }
+        }
+        drop(out);
+        if let Some(rep) = &r.report {
+            print_report(rep)?;
+        }
+        let mut out = std::io::stdout().lock();
+        for o in &r.outcomes {
+            match &o.error {
+                None => writeln!(out, "ran {}", o.action)?,
+                Some(e) => writeln!(out, "FAILED {}: {e}", o.action)?,
+            }
+        }
+    }
+    Ok(if r.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

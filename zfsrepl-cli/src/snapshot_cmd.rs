@@ -198,6 +198,11 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
             .map_err(anyhow::Error::msg)?,
         );
     }
+    // Snapshots clones come from are kept, with the reason.
+    let clones = zfsrepl_core::clone::list_policy_clones(&zfs, &policy.targets)
+        .context("listing the policy's clones")?;
+    let origins = zfsrepl_core::clone::clone_origins(listing.iter().chain(&clones));
+    p::pin_clone_origins(&mut plans, &origins);
     // Each dataset with something to destroy is locked, so that a send (or
     // the daemon) working on it is not pulled from under; a busy one is
     // skipped this time and says by whom.
@@ -305,6 +310,35 @@ pub fn check(args: CheckArgs, zfs_bin: OsString) -> Result<ExitCode> {
     let report = check_snapshots(&policy, &listing, now);
     let mut status = report.status;
     let mut line = report.line;
+    // Clones whose origin is older than their section's stale-after.
+    match zfsrepl_core::clone::list_policy_clones(&zfs, &policy.targets) {
+        Ok(clones) => {
+            for s in zfsrepl_core::clone::stale_origins(
+                &policy.targets,
+                &clones,
+                &listing,
+                now.as_second(),
+            ) {
+                status = status.max(Status::Warning);
+                line = format!(
+                    "{line}, WARN: clone {} ({}) comes from {}, {} old (stale after {})",
+                    s.clone,
+                    s.section,
+                    s.origin,
+                    zfsrepl_core::snapshot::monitor::age(std::time::Duration::from_secs(
+                        u64::try_from(s.age).unwrap_or(0)
+                    )),
+                    zfsrepl_core::snapshot::monitor::age(std::time::Duration::from_secs(
+                        u64::try_from(s.stale_after).unwrap_or(0)
+                    )),
+                );
+            }
+        }
+        Err(e) => {
+            status = Status::Critical;
+            line = format!("CRIT: listing clones: {e}, {line}");
+        }
+    }
     for e in &missing {
         status = Status::Critical;
         line = format!("CRIT: {e}, {line}");

@@ -27,6 +27,7 @@
 //!   serializable plan; and its executor.
 //! - [`clone`]: staging clones refreshed atomically from newer snapshots,
 //!   planned purely, never touching a dataset zfsrepl did not create.
+//! - [`graph`]: the estate drawn from its policies, as Mermaid or DOT.
 //! - [`target`]: actions on the estate (container mount points, NFS
 //!   exports, proxy reloads, stunnel links) as argv on the right host, and
 //!   the pure planning of what a clone refresh implies.
@@ -35,6 +36,11 @@
 //!   limit and cancellation, and blames the side that failed first;
 //!   [`stream::ZstdEncoder`]/[`stream::ZstdDecoder`] compress network legs
 //!   in-process on bounded buffers.
+//! - [`agent`]: the agent protocol, its confined [`agent::Server`]
+//!   (`zfsrepl serve --stdio`, an ssh forced command) and the
+//!   [`agent::AgentClient`] the executor drives like a local ZFS.
+//! - [`transport`]: network legs; [`transport::tls`] is TLS-PSK compatible
+//!   with stunnel's secrets files and with a real stunnel on either end.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -44,7 +50,9 @@
 //! # Ok::<(), zfsrepl_core::NameError>(())
 //! ```
 
+pub mod agent;
 pub mod clone;
+pub mod graph;
 pub mod hooks;
 pub mod lock;
 pub mod name;
@@ -55,8 +63,11 @@ pub mod schedule;
 pub mod snapshot;
 pub mod stream;
 pub mod target;
+pub mod transport;
 pub mod zfs;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 #[cfg(feature = "test-util")]
 pub mod model;
 #[cfg(feature = "test-util")]

@@ -355,8 +355,23 @@ fn prune(ctx: &Ctx, job: &Job, out: &mut Outcome) {
             out.fail(e, false);
             continue;
         }
-        // Snapshots clones come from stay (ZFS would refuse anyway).
-        let origins = zfsrepl_core::clone::clone_origins(&listing);
+        // Snapshots clones come from stay (ZFS would refuse anyway), with
+        // the reason: the listing's clones and the policy's clone sections'.
+        let clones = if host.is_none() {
+            match zfsrepl_core::clone::list_policy_clones(&zfs, &ctx.policy.targets) {
+                Ok(c) => c,
+                Err(e) => {
+                    out.fail(
+                        format!("listing the policy's clones: {e}"),
+                        e.is_transient(),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let origins = zfsrepl_core::clone::clone_origins(listing.iter().chain(&clones));
         p::pin_clone_origins(&mut plans, &origins);
         let doomed: Vec<_> = plans
             .iter()
@@ -643,11 +658,26 @@ fn clone(ctx: &Ctx, clones: &[String], out: &mut Outcome) {
                 continue;
             }
         };
-        match zfsrepl_core::clone::refresh(&zfs, &c.spec(), &c.hooks(), ctx.now, false) {
-            Ok((_, Some(report))) if !report.is_ok() => out.fail(
+        // The refresh and the target actions it implies (exports withdrawn
+        // before the swap and added again after, mounts, proxy reloads).
+        let hosts = &ctx.policy.hosts;
+        let runner = |h: Option<&str>| zfsrepl_core::target::host_runner(hosts, h);
+        match zfsrepl_core::target::refresh_clone(
+            &zfs,
+            &ctx.policy.targets,
+            c,
+            ctx.now,
+            false,
+            &runner,
+        ) {
+            Ok(r) if !r.is_ok() => out.fail(
                 format!(
                     "clone {name}: {}",
-                    report.error.as_deref().unwrap_or("failed")
+                    r.report
+                        .as_ref()
+                        .and_then(|rep| rep.error.as_deref())
+                        .or(r.plan.refused.as_deref())
+                        .unwrap_or("failed")
                 ),
                 false,
             ),

@@ -69,6 +69,32 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
     plan: &ClonePlan,
     hooks: &CloneHooks,
 ) -> CloneReport {
+    execute_with(zfs, spec, plan, hooks, &mut |_| None, &mut |_| None)
+}
+
+/// Like [`execute`], with steps around the swap (each returns an error
+/// message when what it ran failed):
+///
+/// - `before_swap(replaced)`, after the pre-swap hook, with the clones
+///   about to be renamed aside (only when there are some): e.g. withdraw
+///   their NFS exports, which would make the rename fail. A failure
+///   abandons the refresh.
+/// - `after_swap(in_place)`, once the new clones are in place with their
+///   export properties, before the post-swap hook and before the old clones
+///   are destroyed: e.g. export them again, reload a proxy. A failure is
+///   reported; the new clones stay.
+///
+/// When the refresh is abandoned after `before_swap` ran, `after_swap` is
+/// called with the same clones (the previous ones, in place again), so
+/// whatever was withdrawn serves again.
+pub fn execute_with<Z: ZfsWrite + ?Sized>(
+    zfs: &Z,
+    spec: &CloneSpec,
+    plan: &ClonePlan,
+    hooks: &CloneHooks,
+    before_swap: &mut dyn FnMut(&[DatasetName]) -> Option<String>,
+    after_swap: &mut dyn FnMut(&[DatasetName]) -> Option<String>,
+) -> CloneReport {
     let mut report = CloneReport {
         spec: plan.spec.clone(),
         ..CloneReport::default()
@@ -89,9 +115,26 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
     if work.is_empty() {
         return report;
     }
+    // The new clones are made unmounted and mounted once in place; the old
+    // ones are unmounted before they move aside. Renaming a mounted
+    // dataset remounts it, which fails while anything holds it (and
+    // zfs-fuse refuses to rename a mounted dataset at all: "dataset is
+    // busy").
+    let user_mountpoint = spec
+        .properties
+        .iter()
+        .find(|(k, _)| k == "mountpoint")
+        .map(|(_, v)| v.clone());
     let mut props = spec.properties.clone();
-    props.retain(|(k, _)| k != OWNER_PROP);
+    props.retain(|(k, _)| k != OWNER_PROP && k != "mountpoint");
     props.push((OWNER_PROP.to_owned(), spec.name.clone()));
+    props.push(("mountpoint".to_owned(), "none".to_owned()));
+    let unmount =
+        |d: &DatasetName| zfs.set_props(&ent(d), &[("mountpoint".to_owned(), "none".to_owned())]);
+    let mount = |d: &DatasetName| match &user_mountpoint {
+        Some(m) => zfs.set_props(&ent(d), &[("mountpoint".to_owned(), m.clone())]),
+        None => zfs.inherit(&ent(d), "mountpoint"),
+    };
 
     // 1. The new clones, under their temporary names.
     let mut made: Vec<&DatasetName> = Vec::new();
@@ -125,35 +168,80 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
         }
     }
 
-    // 3. The swap: every clone or none.
+    // 3. What must let go of the clones about to be renamed.
+    let replaced: Vec<DatasetName> = work
+        .iter()
+        .filter(|(i, _)| matches!(i.action, ItemAction::Replace { .. }))
+        .map(|(i, _)| i.clone.clone())
+        .collect();
+    if !replaced.is_empty()
+        && let Some(e) = before_swap(&replaced)
+    {
+        let restore = after_swap(&replaced);
+        report.error = Some(format!(
+            "before the swap: {e}; the current clones keep serving{}",
+            restore.map_or_else(String::new, |r| format!(" (restoring them: {r})"))
+        ));
+        undo_temps(zfs, &made, &mut report);
+        return report;
+    }
+
+    // 4. The swap: every clone or none. Per clone: unmount the old one and
+    // move it aside, move the new one into place, mount it; each step
+    // undone if a later one fails.
     let mut swapped: Vec<usize> = Vec::new();
     for (k, &(item, temp)) in work.iter().enumerate() {
         let aside = match &item.action {
             ItemAction::Replace { aside, .. } => Some(aside),
             _ => None,
         };
-        let result = aside
-            .map_or(Ok(()), |a| zfs.rename(&ent(&item.clone), &ent(a)))
-            .map_err(|e| format!("moving {} aside to {}: {e}", item.clone, aside_str(aside)))
-            .and_then(|()| {
-                zfs.rename(&ent(temp), &ent(&item.clone)).map_err(|e| {
-                    // Put the old clone back before reporting.
-                    if let Some(a) = aside {
-                        let _ = zfs.rename(&ent(a), &ent(&item.clone));
-                    }
-                    format!("renaming {temp} to {}: {e}", item.clone)
-                })
-            });
+        let cur = &item.clone;
+        let result = (|| {
+            if let Some(a) = aside {
+                unmount(cur).map_err(|e| format!("unmounting {cur} before the swap: {e}"))?;
+                if let Err(e) = zfs.rename(&ent(cur), &ent(a)) {
+                    let _ = mount(cur);
+                    return Err(format!("moving {cur} aside to {a}: {e}"));
+                }
+            }
+            let put_back = || {
+                if let Some(a) = aside {
+                    let _ = zfs.rename(&ent(a), &ent(cur));
+                    let _ = mount(cur);
+                }
+            };
+            if let Err(e) = zfs.rename(&ent(temp), &ent(cur)) {
+                put_back();
+                return Err(format!("renaming {temp} to {cur}: {e}"));
+            }
+            if let Err(e) = mount(cur) {
+                let _ = unmount(cur);
+                let _ = zfs.rename(&ent(cur), &ent(temp));
+                put_back();
+                return Err(format!("mounting {cur}: {e}"));
+            }
+            Ok(())
+        })();
         if let Err(why) = result {
             // Undo the swaps already made, newest first.
             for &j in swapped.iter().rev() {
                 let (it, t) = work[j];
+                let _ = unmount(&it.clone);
                 let _ = zfs.rename(&ent(&it.clone), &ent(t));
                 if let ItemAction::Replace { aside, .. } = &it.action {
                     let _ = zfs.rename(&ent(aside), &ent(&it.clone));
+                    let _ = mount(&it.clone);
                 }
             }
-            report.error = Some(format!("{why}; the previous clones keep serving"));
+            let restore = if replaced.is_empty() {
+                None
+            } else {
+                after_swap(&replaced)
+            };
+            report.error = Some(format!(
+                "{why}; the previous clones keep serving{}",
+                restore.map_or_else(String::new, |r| format!(" (restoring them: {r})"))
+            ));
             undo_temps(zfs, &made, &mut report);
             return report;
         }
@@ -161,7 +249,7 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
     }
     report.swapped = work.iter().map(|(i, _)| i.clone.clone()).collect();
 
-    // 4. Export properties on the clones in place.
+    // 5. Export properties on the clones in place.
     if !spec.export_properties.is_empty() {
         for (item, _) in &work {
             if let Err(e) = zfs.set_props(&ent(&item.clone), &spec.export_properties) {
@@ -173,7 +261,14 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
         }
     }
 
-    // 5. The post-swap hook.
+    // 6. What the swap implies elsewhere (exports, mounts, proxies).
+    if let Some(e) = after_swap(&report.swapped)
+        && report.error.is_none()
+    {
+        report.error = Some(format!("{e} (the new clones are in place)"));
+    }
+
+    // 7. The post-swap hook.
     if let Some(argv) = &hooks.post_swap {
         let out = hooks::run(argv, HookKind::PostSwap, &cx, hooks.timeout);
         if !out.is_ok() && report.error.is_none() {
@@ -182,17 +277,13 @@ pub fn execute<Z: ZfsWrite + ?Sized>(
         report.hooks.push(("post-swap".into(), out));
     }
 
-    // 6. The old clones, when nothing uses them any more.
+    // 8. The old clones, when nothing uses them any more.
     for (item, _) in &work {
         if let ItemAction::Replace { aside, .. } = &item.action {
             destroy(zfs, aside, &mut report);
         }
     }
     report
-}
-
-fn aside_str(a: Option<&DatasetName>) -> &str {
-    a.map_or("", DatasetName::as_str)
 }
 
 fn undo_temps<Z: ZfsWrite + ?Sized>(zfs: &Z, made: &[&DatasetName], report: &mut CloneReport) {

@@ -32,7 +32,7 @@ mod plan;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
-pub use execute::{CloneHooks, CloneReport, execute, list_for, refresh};
+pub use execute::{CloneHooks, CloneReport, execute, execute_with, list_for, refresh};
 pub use origins::{StaleOrigin, clone_origins, list_policy_clones, stale_origins};
 pub use plan::{
     CloneInput, CloneItem, ClonePair, ClonePlan, CloneSpec, ItemAction, NEW_SUFFIX, OLD_MARK,

@@ -509,3 +509,93 @@ fn origins_are_pinned_in_retention_and_reported_when_stale() {
     m.destroy_dataset(&ds("tank/st/c"), false).unwrap();
     assert!(list_policy_clones(&m, &policy.targets).unwrap().is_empty());
 }
+
+/// The steps around the swap: `before_swap` gets the clones about to be
+/// renamed, `after_swap` the clones in place; a failed `before_swap` or a
+/// failed swap abandons the refresh and gives the previous clones back to
+/// `after_swap` (so withdrawn exports serve again).
+#[test]
+fn steps_around_the_swap_see_the_right_clones_and_restore_on_failure() {
+    use std::cell::RefCell;
+    let m = FakeZfs::from_fixture(BASE);
+    let s = two();
+    let calls: RefCell<Vec<(String, Vec<String>)>> = RefCell::new(Vec::new());
+    let rec = |what: &str, d: &[DatasetName]| {
+        calls
+            .borrow_mut()
+            .push((what.into(), d.iter().map(ToString::to_string).collect()));
+    };
+    let run = |now: u64, fail_before: bool| {
+        let (sources, existing) = list_for(&m, &s).unwrap();
+        let p = plan(&CloneInput {
+            spec: &s,
+            sources: &sources,
+            existing: &existing,
+            now: t(now),
+        });
+        execute_with(
+            &m,
+            &s,
+            &p,
+            &no_hooks(),
+            &mut |d| {
+                rec("before", d);
+                fail_before.then(|| "RemoveExport failed".to_owned())
+            },
+            &mut |d| {
+                rec("after", d);
+                None
+            },
+        )
+    };
+    // First refresh creates: nothing to withdraw, both exported after.
+    assert!(run(0, false).is_ok());
+    assert_eq!(
+        calls.take(),
+        [(
+            "after".to_owned(),
+            vec![
+                "tank/stage/products".to_owned(),
+                "tank/stage/images".to_owned()
+            ]
+        )]
+    );
+    // A newer products snapshot replaces both (common point moves).
+    m.apply_fixture("+ tank/off products@c").unwrap();
+    let rep = run(10, true);
+    assert!(
+        rep.error
+            .as_deref()
+            .unwrap()
+            .contains("before the swap: RemoveExport failed; the current clones keep serving"),
+        "{rep:?}"
+    );
+    let both = vec![
+        "tank/stage/products".to_owned(),
+        "tank/stage/images".to_owned(),
+    ];
+    assert_eq!(
+        calls.take(),
+        [
+            ("before".to_owned(), both.clone()),
+            ("after".to_owned(), both.clone())
+        ]
+    );
+    assert_eq!(
+        origin(&m, "tank/stage/products").unwrap(),
+        "tank/off products@b"
+    );
+    // Then it goes through.
+    assert!(run(20, false).is_ok());
+    assert_eq!(
+        calls.take(),
+        [
+            ("before".to_owned(), both.clone()),
+            ("after".to_owned(), both)
+        ]
+    );
+    assert_eq!(
+        origin(&m, "tank/stage/products").unwrap(),
+        "tank/off products@c"
+    );
+}

@@ -8,7 +8,7 @@
 //! host = "ovh3"                       # where the clones live (default: here)
 //! snapshot = "common"                 # "newest" (default), "common" or "pattern"
 //! pattern = "^autosnap_.*_daily$"     # required with "pattern", optional otherwise
-//! schedule = "1d"
+//! schedule = "daily 03:00"             # the daemon's schedule syntax
 //! stale-after = "3d"                  # `zfsrepl check` warns about older origins
 //! pre-swap = ["/usr/local/bin/staging-ready"]
 //! post-swap = ["/usr/local/bin/staging-restart"]
@@ -32,6 +32,7 @@
 //! [export.staging]
 //! host = "ovh3"
 //! clone = "staging"                   # every clone of [clone.staging]; or dataset = "..."
+//! path = "/staging"                   # optional: where they are mounted (default /<dataset>)
 //! clients = ["10.1.0.200"]
 //! options = ["rw", "no_root_squash"]
 //! backend = "ganesha"                 # or "exportfs", "sharenfs"
@@ -70,6 +71,7 @@ use super::reader::{Cx, Fields, Value};
 use super::{DatasetPolicy, Host, Job, JobKind, Origin};
 use crate::clone::{CloneHooks, ClonePair, CloneSpec, OWNER_PROP, Selector};
 use crate::name::DatasetName;
+use crate::schedule::Schedule;
 
 /// The top-level tables this module reads.
 pub(crate) const SECTIONS: &[&str] = &["clone", "container", "export", "proxy", "tunnel"];
@@ -117,6 +119,7 @@ const TUNNEL_KEYS: &[&str] = &[
     "server-connect",
     "psk-identity",
     "psk-file",
+    "config",
     "reload-client",
     "reload-server",
 ];
@@ -171,8 +174,9 @@ pub struct CloneTarget {
     pub properties: Vec<(String, String)>,
     /// Properties set once a clone is in place.
     pub export_properties: Vec<(String, String)>,
-    /// How often the clones are refreshed (a duration like `1d`).
-    pub schedule: Option<Duration>,
+    /// When the clones are refreshed (`daily 03:00`, `every 6h`: the
+    /// daemon's schedule syntax); a `[job]` of kind `clone` may run it too.
+    pub schedule: Option<Schedule>,
     /// Origins older than this are reported by `zfsrepl check`.
     pub stale_after: Duration,
     /// Run before the swap (argv); failing cancels the refresh.
@@ -299,8 +303,9 @@ pub struct Export {
     pub datasets: Vec<DatasetName>,
     /// The clone section exported, when it is one.
     pub clone: Option<String>,
-    /// The exported path of each dataset (default `/` + name; with one
-    /// dataset, `path` overrides it).
+    /// The exported path of each dataset: `/` + its name by default; `path`
+    /// with `dataset` gives it, `path` with `clone` gives the directory the
+    /// clones are mounted in (each at `path/<last name component>`).
     pub paths: Vec<String>,
     /// Client hosts or networks.
     pub clients: Vec<String>,
@@ -360,9 +365,13 @@ pub struct Tunnel {
     pub psk_identity: String,
     /// The PSK file (`identity:key` lines), on both hosts.
     pub psk_file: String,
-    /// Reloads the client side (default `systemctl reload stunnel@NAME`).
+    /// The stunnel configuration file zfsrepl writes on each side
+    /// (default `/etc/stunnel/NAME.conf`, Debian's `stunnel@NAME` unit).
+    pub config: String,
+    /// Reloads the client side (default: SIGHUP to `stunnel@NAME.service`,
+    /// which re-reads the file without dropping established connections).
     pub reload_client: Vec<String>,
-    /// Reloads the server side (default `systemctl reload stunnel@NAME`).
+    /// Reloads the server side (same default).
     pub reload_server: Vec<String>,
     /// Where it is written.
     #[serde(skip)]
@@ -628,12 +637,24 @@ impl RawTargets {
         };
         let properties = props(cx, &mut f, "properties");
         let export_properties = props(cx, &mut f, "export-properties");
-        let schedule = f.get("schedule").and_then(|v| cx.duration(v, "schedule"));
-        if let (Some(d), Some(v)) = (schedule, t.get("schedule"))
-            && d < Duration::from_secs(60)
-        {
-            cx.error(v.span(), "`schedule`: refresh clones at most once a minute");
-        }
+        let schedule = f.get("schedule").and_then(|v| {
+            let text = cx.string(v, "schedule")?;
+            match Schedule::parse(text) {
+                Ok(Schedule::Every { interval }) if interval < Duration::from_secs(60) => {
+                    cx.error(v.span(), "`schedule`: refresh clones at most once a minute");
+                    None
+                }
+                Ok(x) => Some(x),
+                Err(e) => {
+                    cx.error_help(
+                        v.span(),
+                        format!("`schedule`: {e}"),
+                        "e.g. \"daily 03:00\", \"every 6h\", \"weekdays 02:30\"",
+                    );
+                    None
+                }
+            }
+        });
         let stale_after = f
             .get("stale-after")
             .and_then(|v| cx.duration(v, "stale-after"))
@@ -809,13 +830,6 @@ impl RawTargets {
             _ => {}
         }
         let path = f.get("path").and_then(|v| abs_path(cx, v, "path"));
-        if let (Some(_), Some(ps)) = (&clone, f.key_span("path")) {
-            cx.error_help(
-                ps,
-                "`path` with `clone`: each clone is exported at its own mount point",
-                "remove `path`",
-            );
-        }
         let clients = match f.get("clients") {
             Some(v) => cx.strings(v, "clients").unwrap_or_default(),
             None => {
@@ -1017,10 +1031,12 @@ impl RawTargets {
                 None
             }
         };
+        let config = f.get("config").and_then(|v| abs_path(cx, v, "config"));
         let default_reload = || {
             vec![
                 "/usr/bin/systemctl".to_owned(),
-                "reload".to_owned(),
+                "kill".to_owned(),
+                "--signal=HUP".to_owned(),
                 format!("stunnel@{name}.service"),
             ]
         };
@@ -1070,6 +1086,7 @@ impl RawTargets {
             server_connect,
             psk_identity,
             psk_file,
+            config: config.unwrap_or_else(|| format!("/etc/stunnel/{name}.conf")),
             reload_client,
             reload_server,
             origin: origin(file, span),
@@ -1116,6 +1133,21 @@ impl RawTargets {
                 && let Some(ct) = t.clones.iter().find(|x| &x.name == c)
             {
                 e.datasets = ct.clones().cloned().collect();
+                // `path` with `clone`: where the clones are mounted, each
+                // under its last name component.
+                if let Some(root) = e.paths.pop() {
+                    e.paths = e
+                        .datasets
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{}/{}",
+                                root.trim_end_matches('/'),
+                                d.as_str().rsplit('/').next().unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                }
             }
             if e.paths.is_empty() {
                 e.paths = e.datasets.iter().map(|d| format!("/{d}")).collect();

@@ -55,7 +55,7 @@ const FULL: &str = r#"
 [clone.staging]
 snapshot = "common"
 pattern = "_daily$"
-schedule = "1d"
+schedule = "daily 03:00"
 stale-after = "2d"
 pre-swap = ["/usr/local/bin/ready"]
 post-swap = ["/usr/local/bin/restart", "staging"]
@@ -113,7 +113,7 @@ fn every_section_reads() {
     let c = t.clone_named("staging").unwrap();
     assert_eq!(c.snapshot, SnapshotChoice::Common);
     assert_eq!(c.pattern.as_deref(), Some("_daily$"));
-    assert_eq!(c.schedule, Some(Duration::from_secs(86_400)));
+    assert_eq!(c.schedule.as_ref().unwrap().to_string(), "daily 03:00");
     assert_eq!(c.stale_after, Duration::from_secs(2 * 86_400));
     let pairs: Vec<(&str, &str)> = c
         .pairs
@@ -158,7 +158,8 @@ fn every_section_reads() {
     assert_eq!(t.proxies[0].path, "/rpool/staging/images");
     let tu = &t.tunnels[0];
     assert_eq!(tu.server_accept, 8023);
-    assert_eq!(tu.reload_server[2], "stunnel@off2-ovh3.service");
+    assert_eq!(tu.reload_server[3], "stunnel@off2-ovh3.service");
+    assert_eq!(tu.config, "/etc/stunnel/off2-ovh3.conf");
 }
 
 #[test]
