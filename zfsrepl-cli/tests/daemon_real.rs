@@ -528,3 +528,112 @@ fn notify_protocol_and_a_corrupt_state_file() {
     .unwrap();
     assert_eq!(fresh["version"], 1);
 }
+
+/// A replicate job whose target host has `transport = "tls"`: the daemon
+/// connects to a real `zfsrepl serve --listen` with a stunnel-format PSK,
+/// compresses with zstd in-process, and records the common snapshot.
+#[test]
+fn daemon_replicates_over_tls_psk() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    const ID: &str = "off2 to ovh3";
+    const KEY: &str = "8a2e7f1c9b3d4a6e5f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data/child\n+ data@zfsrepl_a\n+ data/child@zfsrepl_a");
+    dst.apply("+ inbox");
+    let dir = tempfile::tempdir().unwrap();
+    let psk = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{ID}:{KEY}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let (server_psk, client_psk) = (psk("server.psk"), psk("client.psk"));
+    let peers = dir.path().join("peers.toml");
+    std::fs::write(
+        &peers,
+        format!(
+            "[[peer]]\nidentity = {ID:?}\nwrite-roots = [\"{}/inbox\"]\nallow-destroy = true\n",
+            dst.name()
+        ),
+    )
+    .unwrap();
+    let mut serve = StdCommand::cargo_bin("zfsrepl")
+        .unwrap()
+        .args(["serve", "-v", "--listen", "127.0.0.1:0", "--psk-file"])
+        .arg(&server_psk)
+        .arg("--config")
+        .arg(&peers)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = serve.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("zfsrepl serve: listening on ") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let port = addr.rsplit(':').next().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"version = 1
+[host.ovh3]
+address = "127.0.0.1"
+port = {port}
+transport = "tls"
+psk-file = "{psk}"
+identity = "{ID}"
+
+[job.repl]
+kind = "replicate"
+source = "{s}/data"
+targets = ["ovh3:{t}/inbox/copy"]
+compress = "zstd"
+schedule = "every 1h"
+enabled = false
+
+[daemon]
+control-socket = "{d}/control.sock"
+state-dir = "{d}/state"
+lock-dir = "{d}/locks"
+"#,
+            psk = client_psk.display(),
+            s = src.name(),
+            t = dst.name(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&policy, dir.path());
+    let sock = dir.path().join("control.sock");
+    zfsrepl()
+        .args(["trigger", "repl", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success();
+    wait_for(Duration::from_secs(60), "the replication over TLS", || {
+        let s = status(dir.path());
+        let r = job(&s, "repl");
+        r["runs"].as_u64().unwrap_or(0) >= 1 && r["running"] == false
+    });
+    let s = status(dir.path());
+    let r = job(&s, "repl");
+    assert_eq!(r["last_result"], "ok", "{s:#}\n{}", daemon.log());
+    assert_eq!(r["targets"][0]["common"], "zfsrepl_a", "{s:#}");
+    assert_eq!(
+        snapshots(&format!("{}/inbox/copy/child", dst.name())),
+        ["zfsrepl_a"]
+    );
+    assert!(daemon.stop(Duration::from_secs(20)).success());
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
