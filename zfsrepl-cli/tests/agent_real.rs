@@ -530,3 +530,44 @@ fn send_agent_respects_dataset_locks() {
     let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
     assert!(o.status.success(), "{}", show(&o));
 }
+
+/// Regression: `zfs send -I` over intermediate snapshots makes a compound
+/// stream (as `-p`/`-R` do, but without properties); the agent's property
+/// gate refused it, so every incremental with an intermediate snapshot
+/// failed through the agent and TLS (found by the side-by-side bench).
+#[test]
+fn incremental_with_intermediate_snapshots_passes_the_property_gate() {
+    let sshd = Sshd::start();
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    src.apply("+ \"d: 1\"");
+    src.write("d: 1", "f", 100_000);
+    dst.apply("+ in");
+    let sroot = src.ds("d: 1");
+    let inbox = dst.ds("in");
+    let config = agent_config(&sshd, "agent.toml", &[], &[&inbox]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    let target = dst.ds("in/copy");
+    let push = || {
+        send_agent(
+            &sshd,
+            &key,
+            &["--job", "inc"],
+            sroot.as_str(),
+            &format!("root@127.0.0.1:{target}"),
+        )
+    };
+    let o = push();
+    assert!(o.status.success(), "full: {}", show(&o));
+    src.write("d: 1", "g", 100_000);
+    src.apply("+ \"d: 1@mid one\"");
+    src.write("d: 1", "h", 100_000);
+    let o = push();
+    assert!(o.status.success(), "-I with an intermediate: {}", show(&o));
+    let names: Vec<String> = tree(&dst, &target)[0]
+        .1
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(names.iter().any(|n| n == "mid one"), "{names:?}");
+}

@@ -760,60 +760,125 @@ where
 /// `drr_magic` of a ZFS send stream's BEGIN record.
 const DMU_BACKUP_MAGIC: u64 = 0x2_f5ba_cbac;
 
-/// `DMU_GET_STREAM_HDRTYPE` of a compound stream (`send -p`, `-R`): it
-/// carries properties (and, with `-R`, descendants).
+/// `DMU_GET_STREAM_HDRTYPE` of a compound stream. `send -p` and `-R` make
+/// one whose BEGIN payload (a packed nvlist) has an `fss` list with the
+/// properties (and, with `-R`, the descendants); `send -I` makes one too,
+/// but without `fss` (zfs-fuse sends no payload at all, OpenZFS only
+/// `fromsnap`/`tosnap`/`not_recursive`).
 const DMU_COMPOUNDSTREAM: u64 = 2;
 
+/// Size of a `dmu_replay_record`: the BEGIN record before its payload.
+const BEGIN_RECORD: usize = 312;
+
+/// The largest BEGIN payload the gate buffers to inspect; a larger one
+/// (only a big `-R` tree has one) is refused unless stream properties are
+/// allowed.
+const MAX_BEGIN_PAYLOAD: usize = 1 << 20;
+
 /// Holds back the first bytes of a receive until the stream's BEGIN record
-/// shows whether it carries properties; a compound stream is refused
-/// before `zfs receive` sees a byte of it (unless allowed). Streams that
-/// are not ZFS streams at all are left to `zfs receive` to reject.
+/// (and, for a compound stream, its payload) shows whether it carries
+/// properties or descendants; such a stream is refused before
+/// `zfs receive` sees a byte of it (unless allowed). Streams that are not
+/// ZFS streams at all are left to `zfs receive` to reject.
 struct StreamGate<R> {
     inner: R,
     head: Vec<u8>,
+    /// How many bytes `head` must reach before the verdict.
+    want: usize,
     open: bool,
-    allow_props: bool,
     refused: Option<String>,
 }
 
-/// The BEGIN record's header type, when `head` (at least 24 bytes) starts
-/// with one in either byte order.
-fn stream_hdrtype(head: &[u8]) -> Option<u64> {
+/// What the start of a stream says.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// Not (yet) recognisable as a ZFS stream: let `zfs receive` judge.
+    Unknown,
+    /// A plain stream: no properties.
+    Plain,
+    /// A compound stream whose BEGIN payload is this long.
+    Compound { payload: usize },
+}
+
+/// The BEGIN record's header type and payload length, when `head` (at
+/// least 24 bytes) starts with one in either byte order.
+fn stream_head(head: &[u8]) -> Head {
     let word = |i: usize| -> Option<[u8; 8]> { head.get(i..i + 8)?.try_into().ok() };
-    let (magic, info) = (word(8)?, word(16)?);
-    let kind = head.get(..4)?;
+    let (Some(magic), Some(info), Some(kind), Some(len)) = (
+        word(8),
+        word(16),
+        head.get(..4),
+        head.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()),
+    ) else {
+        return Head::Unknown;
+    };
     if kind != [0, 0, 0, 0] {
-        return None;
+        return Head::Unknown;
     }
-    if u64::from_le_bytes(magic) == DMU_BACKUP_MAGIC {
-        Some(u64::from_le_bytes(info) & 3)
+    let (hdrtype, payload) = if u64::from_le_bytes(magic) == DMU_BACKUP_MAGIC {
+        (u64::from_le_bytes(info) & 3, u32::from_le_bytes(len))
     } else if u64::from_be_bytes(magic) == DMU_BACKUP_MAGIC {
-        Some(u64::from_be_bytes(info) & 3)
+        (u64::from_be_bytes(info) & 3, u32::from_be_bytes(len))
     } else {
-        None
+        return Head::Unknown;
+    };
+    if hdrtype == DMU_COMPOUNDSTREAM {
+        Head::Compound {
+            payload: usize::try_from(payload).unwrap_or(usize::MAX),
+        }
+    } else {
+        Head::Plain
     }
 }
 
+/// Whether a compound stream's BEGIN payload (a packed nvlist, XDR or
+/// native) names the `fss` list of `send -p`/`-R`. A snapshot literally
+/// named `fss` also matches: refused, on the safe side.
+fn payload_has_fss(payload: &[u8]) -> bool {
+    payload.windows(4).any(|w| w == b"fss\0") || payload.windows(7).any(|w| w == b"\0\0\0\x03fss")
+}
+
 impl<R: Write> StreamGate<R> {
+    /// Enough for the BEGIN record's type, payload length, magic and
+    /// version word.
     const HEAD: usize = 24;
 
     fn new(inner: R, allow_props: bool) -> Self {
         Self {
             inner,
-            head: Vec::with_capacity(Self::HEAD),
+            head: Vec::with_capacity(BEGIN_RECORD),
+            want: Self::HEAD,
             open: allow_props,
-            allow_props,
             refused: None,
         }
     }
 
-    fn check(&mut self) -> io::Result<()> {
-        if stream_hdrtype(&self.head) == Some(DMU_COMPOUNDSTREAM) && !self.allow_props {
-            let why = "the stream carries properties or descendants (zfs send -p/-R), \
-                       which this agent's config does not allow (allow-stream-props)"
-                .to_owned();
-            self.refused = Some(why.clone());
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    fn refuse(&mut self, why: &str) -> io::Error {
+        let why = format!("{why}, which this agent's config does not allow (allow-stream-props)");
+        self.refused = Some(why.clone());
+        io::Error::new(io::ErrorKind::PermissionDenied, why)
+    }
+
+    /// Decides once `head` holds `want` bytes (or the stream ended early):
+    /// asks for more, refuses, or opens the gate.
+    fn check(&mut self, ended: bool) -> io::Result<()> {
+        if let Head::Compound { payload } = stream_head(&self.head) {
+            if payload > MAX_BEGIN_PAYLOAD {
+                return Err(self.refuse(
+                    "the stream's compound header is too large to inspect (a zfs send -R tree)",
+                ));
+            }
+            let full = BEGIN_RECORD + payload;
+            if self.head.len() < full && !ended {
+                self.want = full;
+                return Ok(());
+            }
+            let body = self.head.get(BEGIN_RECORD..).unwrap_or_default();
+            if payload_has_fss(body) {
+                return Err(
+                    self.refuse("the stream carries properties or descendants (zfs send -p/-R)")
+                );
+            }
         }
         self.open = true;
         let head = std::mem::take(&mut self.head);
@@ -829,18 +894,19 @@ impl<R: Write> Write for StreamGate<R> {
         if self.open {
             return self.inner.write(buf);
         }
-        let n = buf.len().min(Self::HEAD - self.head.len());
+        let n = buf.len().min(self.want - self.head.len());
         self.head.extend_from_slice(&buf[..n]);
-        if self.head.len() == Self::HEAD {
-            self.check()?;
+        if self.head.len() == self.want {
+            self.check(false)?;
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.open && self.refused.is_none() {
-            // A stream shorter than a BEGIN record: let zfs judge it.
-            self.check()?;
+            // A stream shorter than what the gate waits for: decide on what
+            // there is (zfs judges a truncated stream).
+            self.check(true)?;
         }
         self.inner.flush()
     }
@@ -956,6 +1022,78 @@ pub(crate) fn read_some(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Res
         match r.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    /// A BEGIN record (little-endian) with `hdrtype` and `payload`.
+    fn begin(hdrtype: u64, payload: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; BEGIN_RECORD];
+        r[4..8].copy_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());
+        r[8..16].copy_from_slice(&DMU_BACKUP_MAGIC.to_le_bytes());
+        r[16..24].copy_from_slice(&(0x11_0000 | hdrtype).to_le_bytes());
+        r.extend_from_slice(payload);
+        r.extend_from_slice(b"records follow");
+        r
+    }
+
+    /// Feeds `stream` in `chunk`-byte writes; what reached the sink, or
+    /// the refusal.
+    fn feed(stream: &[u8], chunk: usize) -> Result<Vec<u8>, String> {
+        let mut g = StreamGate::new(Vec::new(), false);
+        for c in stream.chunks(chunk) {
+            let mut c = c;
+            while !c.is_empty() {
+                let n = g.write(c).map_err(|e| e.to_string())?;
+                c = &c[n..];
+            }
+        }
+        g.flush().map_err(|e| e.to_string())?;
+        Ok(g.inner)
+    }
+
+    #[test]
+    fn plain_and_dash_capital_i_streams_pass_whole() {
+        // zfs-fuse's `send -I`: compound, no payload; OpenZFS's: compound
+        // with fromsnap/tosnap/not_recursive, no fss.
+        let xdr_no_fss = b"\0\0\0\x06tosnap\0\0\0\0\0\x02s2\0\0\0\0\0\x0dnot_recursive";
+        for s in [begin(1, b""), begin(2, b""), begin(2, xdr_no_fss)] {
+            for chunk in [1, 7, 24, 313, 4096] {
+                assert_eq!(
+                    feed(&s, chunk).as_deref(),
+                    Ok(s.as_slice()),
+                    "chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn property_streams_are_refused_before_a_byte_passes() {
+        let xdr_fss = b"\0\0\0\x06tosnap\0\0\0\0\0\x03fss\0\0\0\0\0";
+        let native_fss = b"\x08\0\0\0fss\0";
+        for s in [begin(2, xdr_fss), begin(2, native_fss)] {
+            for chunk in [1, 24, 4096] {
+                let e = feed(&s, chunk).unwrap_err();
+                assert!(e.contains("allow-stream-props"), "{e}");
+            }
+        }
+        let huge = begin(2, &vec![0u8; MAX_BEGIN_PAYLOAD + 1]);
+        assert!(feed(&huge, 4096).unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn short_or_foreign_streams_are_left_to_zfs() {
+        for s in [
+            b"".to_vec(),
+            b"not a stream at all".to_vec(),
+            begin(2, b"fss")[..100].to_vec(),
+        ] {
+            assert_eq!(feed(&s, 5).as_deref(), Ok(s.as_slice()));
         }
     }
 }

@@ -779,13 +779,16 @@ fn a_dead_agent_is_a_transport_error() {
 
 /// A BEGIN record header: `drr_type` 0, `drr_payloadlen`, `drr_magic`,
 /// `drr_versioninfo` (little-endian, as x86 writes it).
-fn begin_record(hdrtype: u64) -> Vec<u8> {
+/// A BEGIN record (312 bytes) with its header type and payload (the
+/// packed nvlist of a compound stream).
+fn begin_record(hdrtype: u64, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend_from_slice(&0u32.to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
     v.extend_from_slice(&0x2_f5ba_cbac_u64.to_le_bytes());
     v.extend_from_slice(&((4u64 << 2) | hdrtype).to_le_bytes());
-    v.extend_from_slice(&[0u8; 300]);
+    v.extend_from_slice(&[0u8; 288]);
+    v.extend_from_slice(payload);
     v
 }
 
@@ -799,18 +802,22 @@ fn streams_with_properties_are_refused_before_zfs_sees_them() {
     with_agent(&server, None, |mut c| {
         for level in [None, Some(1)] {
             c.set_compression(level);
-            // A compound stream (send -p / -R): refused.
+            // A compound stream with the fss list (send -p / -R): refused.
             let mut r = c.receive(&recv).unwrap();
-            r.write_all(&begin_record(2)).unwrap();
+            r.write_all(&begin_record(2, b"\0\0\0\x03fss\0\0\0\0\0"))
+                .unwrap();
             let e = r.finish().unwrap_err();
             assert_eq!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
             assert!(e.to_string().contains("allow-stream-props"), "{e}");
-            // A plain substream header reaches zfs (which finds the rest
-            // is not a stream the model knows).
-            let mut r = c.receive(&recv).unwrap();
-            r.write_all(&begin_record(1)).unwrap();
-            let e = r.finish().unwrap_err();
-            assert_ne!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+            // A plain substream header, and a compound one without fss
+            // (send -I), reach zfs (which finds the rest is not a stream
+            // the model knows).
+            for head in [begin_record(1, b""), begin_record(2, b"")] {
+                let mut r = c.receive(&recv).unwrap();
+                r.write_all(&head).unwrap();
+                let e = r.finish().unwrap_err();
+                assert_ne!(e.kind, ZfsErrorKind::PermissionDenied, "{e}");
+            }
         }
     })
     .1
