@@ -1280,6 +1280,40 @@ impl RawTargets {
                 }
             }
         }
+        // A stunnel host reached through a tunnel of this policy: the
+        // tunnel's client side must accept where the host says it listens.
+        for tu in &t.tunnels {
+            if !is_here(Some(&tu.client)) {
+                continue;
+            }
+            let Some(h) = hosts
+                .iter()
+                .find(|h| h.name == tu.server && h.transport == super::Transport::Stunnel)
+            else {
+                continue;
+            };
+            let (addr, port) = match tu.client_accept.rsplit_once(':') {
+                Some((a, p)) => (a, p),
+                None => ("", tu.client_accept.as_str()),
+            };
+            let port_ok = h.port.is_none_or(|p| p.to_string() == port);
+            let addr_ok = addr.is_empty() || addr == h.address;
+            if !port_ok || !addr_ok {
+                diags.push(sources[tu.origin.file].diagnostic(
+                    Severity::Error,
+                    tu.origin.span.clone(),
+                    format!(
+                        "tunnel `{}` accepts on {} but [host.{}] is reached through {}:{}",
+                        tu.name,
+                        tu.client_accept,
+                        h.name,
+                        h.address,
+                        h.port.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                    ),
+                    Some("make `client-accept` and the host's address:port the same".into()),
+                ));
+            }
+        }
         // Two containers with one CTID on one host.
         for (i, a) in t.containers.iter().enumerate() {
             for b in &t.containers[i + 1..] {

@@ -376,3 +376,37 @@ fn duplicates_across_files_and_ids() {
         ]
     );
 }
+
+#[test]
+fn a_stunnel_host_and_its_tunnel_agree_on_the_port() {
+    let tunnel = |accept: &str| {
+        format!(
+            r#"
+[host.here]
+transport = "local"
+[host.far]
+address = "127.0.0.1"
+port = 8470
+transport = "stunnel"
+psk-file = "/etc/stunnel/psk"
+[tunnel.link]
+client = "here"
+server = "far"
+client-accept = "{accept}"
+server-accept = 8470
+server-connect = "127.0.0.1:22"
+psk-identity = "link"
+psk-file = "/etc/stunnel/psk"
+"#
+        )
+    };
+    let _ = policy(&tunnel("127.0.0.1:8470"));
+    let _ = policy(&tunnel("8470"));
+    let e = errors(&tunnel("127.0.0.1:8471"));
+    assert_eq!(
+        e,
+        [
+            "18:9: tunnel `link` accepts on 127.0.0.1:8471 but [host.far] is reached through 127.0.0.1:8470 (make `client-accept` and the host's address:port the same)"
+        ]
+    );
+}
