@@ -406,7 +406,7 @@ psk-file = "/etc/stunnel/psk"
     assert_eq!(
         e,
         [
-            "18:9: tunnel `link` accepts on 127.0.0.1:8471 but [host.far] is reached through 127.0.0.1:8470 (make `client-accept` and the host's address:port the same)"
+            "14:9: tunnel `link` accepts on 127.0.0.1:8471 but [host.far] is reached through 127.0.0.1:8470 (make `client-accept` and the host's address:port the same)"
         ]
     );
 }
