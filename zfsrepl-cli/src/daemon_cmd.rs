@@ -374,4 +374,72 @@ mod tests {
         assert_eq!(ago(now, t("2026-12-04T10:05:00Z")), "2d1h ago");
         assert_eq!(ago(now, None), "-");
     }
+
+    #[test]
+    fn the_table_shows_jobs_targets_errors_and_alerts() {
+        use zfsrepl_daemon::control::{JobStatus, TargetStatus};
+        use zfsrepl_daemon::state::{JobState, RunResult};
+        let now: Timestamp = "2026-12-06T12:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let s = Status {
+            pid: 42,
+            started: at("2026-12-06T10:00:00Z"),
+            now,
+            policy_files: Vec::new(),
+            policy_loaded: at("2026-12-06T11:00:00Z"),
+            reload_error: Some("p.toml:3:1: error: unknown key".into()),
+            stopping: false,
+            jobs: vec![
+                JobStatus {
+                    name: "repl".into(),
+                    kind: "replicate".into(),
+                    schedule: "after snap".into(),
+                    enabled: true,
+                    running: false,
+                    queued: false,
+                    next_run: None,
+                    retry: Some((1, at("2026-12-06T12:00:30Z"))),
+                    state: JobState {
+                        last_run: Some(at("2026-12-06T11:59:00Z")),
+                        last_result: Some(RunResult::Failed),
+                        last_error: Some("cannot send: transport failure".into()),
+                        runs: 3,
+                        failures: 1,
+                        bytes: 4096,
+                        ..JobState::default()
+                    },
+                    targets: vec![TargetStatus {
+                        target: "off1:b/a".into(),
+                        lag: Some(5400),
+                        common: Some("zfsrepl_x".into()),
+                        lag_limit_exceeded: false,
+                    }],
+                },
+                JobStatus {
+                    name: "snap".into(),
+                    kind: "snapshot".into(),
+                    schedule: "every 15m".into(),
+                    enabled: true,
+                    running: true,
+                    queued: false,
+                    next_run: Some(at("2026-12-06T12:15:00Z")),
+                    retry: None,
+                    state: JobState::default(),
+                    targets: Vec::new(),
+                },
+            ],
+            alerts: Vec::new(),
+        };
+        let t = render(&s);
+        for want in [
+            "zfsrepl daemon pid 42, up 2h, policy loaded 1h ago",
+            "last reload REFUSED (old policy kept):\np.toml:3:1",
+            "repl  replicate  after snap  1m ago    failed   retry 1 in 30s",
+            "    -> off1:b/a: lag 1h30m, common zfsrepl_x",
+            "    error: cannot send: transport failure",
+            "snap  snapshot   every 15m   -         running  in 15m",
+        ] {
+            assert!(t.contains(want), "{want:?} not in\n{t}");
+        }
+    }
 }

@@ -179,6 +179,16 @@ enum Command {
     ///
     /// Example: zfsrepl targets --policy /etc/zfsrepl/ovh3.toml
     Targets(estate_cmd::TargetsArgs),
+    /// Write man pages or shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// `man` (zfsrepl.1 and one page per subcommand) or `completions`
+        /// (bash, zsh, fish).
+        #[arg(value_parser = ["man", "completions"])]
+        what: String,
+        /// Output directory (created).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -537,6 +547,25 @@ fn policy_check(files: Vec<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
     }
 }
 
+/// `zfsrepl generate man|completions DIR`.
+fn generate(what: &str, dir: &std::path::Path) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    if what == "man" {
+        clap_mangen::generate_to(cmd, dir)?;
+    } else {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            clap_complete::generate_to(shell, &mut cmd, "zfsrepl", dir)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn import_sanoid(
     file: &std::path::Path,
     timezone: &str,
@@ -593,6 +622,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Reload { socket } => return daemon_cmd::reload(&socket),
         Command::Graph(a) => return estate_cmd::graph(a),
         Command::Targets(a) => return estate_cmd::targets(a),
+        Command::Generate { what, dir } => return generate(&what, &dir),
         Command::Policy(PolicyCommand::ImportSanoid {
             file,
             timezone,

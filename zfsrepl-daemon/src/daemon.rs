@@ -837,3 +837,57 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn limits_bound_jobs_globally_per_pool_and_per_host() {
+        let d = policy::DaemonSettings {
+            concurrency: 2,
+            per_pool: 1,
+            per_host: 1,
+            ..policy::DaemonSettings::default()
+        };
+        let l = Limits::new(&d);
+        let blocked = |pools: &'static [&'static str], hosts: &'static [&'static str]| {
+            let (p, h) = (set(pools), set(hosts));
+            let l = &l;
+            async move {
+                tokio::time::timeout(Duration::from_millis(50), l.acquire(&p, &h))
+                    .await
+                    .is_err()
+            }
+        };
+        let a = l.acquire(&set(&["tank"]), &set(&[])).await;
+        assert!(blocked(&["tank"], &[]).await, "same pool waits");
+        let b = l.acquire(&set(&["other", "off1:b"]), &set(&["off1"])).await;
+        assert!(blocked(&["third"], &[]).await, "global limit of 2 reached");
+        drop(a);
+        assert!(blocked(&["off1:c"], &["off1"]).await, "same host waits");
+        assert!(!blocked(&["tank"], &[]).await, "the pool is free again");
+        drop(b);
+        assert!(!blocked(&["off1:c"], &["off1"]).await);
+    }
+
+    #[test]
+    fn jobs_name_their_pools_and_hosts() {
+        let p = policy::parse_str(
+            "p.toml",
+            "version = 1\n[dataset.\"tank/a\"]\n[dataset.\"b/a\"]\n[host.off1]\n[job.r]\nkind = \"replicate\"\nsource = \"tank/a\"\ntargets = [\"off1:b/a\", \"bak/a\"]\nschedule = \"every 1h\"\n[job.p]\nkind = \"prune\"\ndatasets = [\"tank/a\", \"off1:b/a\"]\nafter = \"r\"\n",
+        )
+        .unwrap();
+        let job = |n: &str| p.jobs.iter().find(|j| j.name == n).unwrap();
+        let (pools, hosts) = resources(job("r"), &p);
+        assert_eq!(pools, set(&["bak", "off1:b", "tank"]));
+        assert_eq!(hosts, set(&["off1"]));
+        let (pools, hosts) = resources(job("p"), &p);
+        assert_eq!(pools, set(&["off1:b", "tank"]));
+        assert_eq!(hosts, set(&["off1"]));
+    }
+}

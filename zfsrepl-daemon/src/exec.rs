@@ -19,7 +19,7 @@ use zfsrepl_core::zfs::{CapsCache, LocalRunner, SshRunner, SshTarget};
 use zfsrepl_core::{Dataset, DatasetName, ListSpec, Runner, ZfsCli, ZfsRead};
 
 use crate::metrics::{Metered, Metrics};
-use crate::protect::{LagAlert, protection};
+use crate::protect::{LagAlert, map_target, protection};
 use crate::state::{Common, Cursor};
 
 /// What a job run needs from the daemon.
@@ -326,28 +326,35 @@ fn prune(ctx: &Ctx, job: &Job, out: &mut Outcome) {
             }
         };
         let prot = protection(
+            &ctx.policy.jobs,
             &cursors,
             &listing,
+            host.as_deref(),
             ctx.now.as_second(),
             ctx.policy.daemon.lag_limit,
         );
         out.alerts.extend(prot.alerts.iter().cloned());
         let caps = pool_capacities(zfs.runner());
         let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
-        let guids: Vec<_> = prot.guids.iter().copied().collect();
-        let mut plans = match p::plan_policy(
-            &ctx.policy,
-            &listing,
-            &guids,
-            &capacity,
-            ctx.now.as_second(),
-        ) {
-            Ok(pl) => pl,
-            Err(e) => {
-                out.fail(e, false);
-                continue;
+        // Planned dataset by dataset: each has its own protected guids.
+        let mut plans = Vec::new();
+        let mut bad = None;
+        for ds in &listing {
+            match p::plan_policy(
+                &ctx.policy,
+                std::slice::from_ref(ds),
+                &prot.of(&ds.name),
+                &capacity,
+                ctx.now.as_second(),
+            ) {
+                Ok(mut pl) => plans.append(&mut pl),
+                Err(e) => bad = Some(e),
             }
-        };
+        }
+        if let Some(e) = bad {
+            out.fail(e, false);
+            continue;
+        }
         // Snapshots clones come from stay (ZFS would refuse anyway).
         let origins = zfsrepl_core::clone::clone_origins(&listing);
         p::pin_clone_origins(&mut plans, &origins);
@@ -406,16 +413,6 @@ fn pool_capacities<R: Runner + ?Sized>(r: &R) -> Vec<(String, u8)> {
             Some((n.to_owned(), c.trim_end_matches('%').parse().ok()?))
         })
         .collect()
-}
-
-/// Where `source` (below `src_root`) lands below `dst_root`.
-fn map_target(
-    src_root: &DatasetName,
-    dst_root: &DatasetName,
-    source: &DatasetName,
-) -> Option<DatasetName> {
-    let rest = source.as_str().strip_prefix(src_root.as_str())?;
-    DatasetName::parse(&format!("{dst_root}{rest}")).ok()
 }
 
 /// The newest snapshot each source dataset shares (by guid) with its copy.
@@ -695,18 +692,5 @@ mod tests {
             "cannot receive b/a: target has newer snapshots: destination has snapshots"
         ));
         assert!(!message_is_transient("cannot destroy: out of space"));
-    }
-
-    #[test]
-    fn targets_map_below_their_root() {
-        let d = |s: &str| DatasetName::parse(s).unwrap();
-        assert_eq!(
-            map_target(&d("tank/off"), &d("b/copy"), &d("tank/off/images x")),
-            Some(d("b/copy/images x"))
-        );
-        assert_eq!(
-            map_target(&d("tank/off"), &d("b/copy"), &d("tank/off")),
-            Some(d("b/copy"))
-        );
     }
 }

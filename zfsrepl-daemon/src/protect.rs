@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zfsrepl_core::Guid;
+use zfsrepl_core::policy::{Job, JobKind};
 use zfsrepl_core::zfs::Dataset;
+use zfsrepl_core::{DatasetName, Guid};
 
 use crate::state::Cursor;
 
@@ -38,8 +39,9 @@ pub struct LagAlert {
 /// What to spare, and the alerts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Protection {
-    /// Guids retention must not destroy.
-    pub guids: BTreeSet<Guid>,
+    /// Per dataset of the listing, the guids retention must not destroy
+    /// there.
+    pub guids: BTreeMap<DatasetName, BTreeSet<Guid>>,
     /// How many were held back for slow targets (not counting the common
     /// snapshots themselves).
     pub held_back: usize,
@@ -47,25 +49,84 @@ pub struct Protection {
     pub alerts: Vec<LagAlert>,
 }
 
-/// Computes what to spare from the replication cursors (job -> target ->
-/// cursor) and the listing about to be pruned, at `now` (seconds).
+impl Protection {
+    /// The guids protected on `dataset`.
+    #[must_use]
+    pub fn of(&self, dataset: &DatasetName) -> Vec<Guid> {
+        self.guids
+            .get(dataset)
+            .map(|g| g.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Where `source` (below `src_root`) lands below `dst_root`.
+#[must_use]
+pub fn map_target(
+    src_root: &DatasetName,
+    dst_root: &DatasetName,
+    source: &DatasetName,
+) -> Option<DatasetName> {
+    let rest = source.as_str().strip_prefix(src_root.as_str())?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    DatasetName::parse(&format!("{dst_root}{rest}")).ok()
+}
+
+/// Computes what to spare in `listing` (datasets on `host`, `None` for
+/// this one) from the replication jobs and their cursors (job -> target ->
+/// cursor), at `now` (seconds). A common snapshot is protected on its
+/// source dataset and on that target's copy only; other targets prune
+/// their copies by their own rules.
 #[must_use]
 pub fn protection(
+    jobs: &[Job],
     cursors: &BTreeMap<String, BTreeMap<String, Cursor>>,
     listing: &[Dataset],
+    host: Option<&str>,
     now: i64,
     lag_limit: Duration,
 ) -> Protection {
     let limit = i64::try_from(lag_limit.as_secs()).unwrap_or(i64::MAX);
     let mut out = Protection::default();
-    let mut held = BTreeSet::new();
-    for (job, targets) in cursors {
-        for (target, cursor) in targets {
+    let mut held: BTreeMap<DatasetName, BTreeSet<Guid>> = BTreeMap::new();
+    let find = |name: &DatasetName| listing.iter().find(|d| &d.name == name);
+    for job in jobs {
+        let JobKind::Replicate(r) = &job.kind else {
+            continue;
+        };
+        let Some(targets) = cursors.get(&job.name) else {
+            continue;
+        };
+        for t in &r.targets {
+            let key = t.to_string();
+            let Some(cursor) = targets.get(&key) else {
+                continue;
+            };
             for (dataset, common) in &cursor.datasets {
-                out.guids.insert(common.guid);
-                let Some(ds) = listing.iter().find(|d| d.name.as_str() == dataset) else {
+                let Ok(source) = DatasetName::parse(dataset) else {
                     continue;
                 };
+                // The target side: the common snapshot of this copy.
+                if t.host.as_deref() == host
+                    && let Some(copy) = map_target(&r.source.dataset, &t.dataset, &source)
+                    && find(&copy).is_some()
+                {
+                    out.guids.entry(copy).or_default().insert(common.guid);
+                }
+                // The source side: the common snapshot, and what this
+                // target has yet to receive while it is within the limit.
+                if r.source.host.as_deref() != host {
+                    continue;
+                }
+                let Some(ds) = find(&source) else {
+                    continue;
+                };
+                out.guids
+                    .entry(source.clone())
+                    .or_default()
+                    .insert(common.guid);
                 let Some(base) = ds.snapshots().find(|v| v.guid == common.guid) else {
                     continue;
                 };
@@ -79,11 +140,11 @@ pub fn protection(
                 }
                 let lag = now.saturating_sub(common.creation);
                 if lag <= limit {
-                    held.extend(newer);
+                    held.entry(source).or_default().extend(newer);
                 } else {
                     out.alerts.push(LagAlert {
-                        job: job.clone(),
-                        target: target.clone(),
+                        job: job.name.clone(),
+                        target: key.clone(),
                         dataset: dataset.clone(),
                         lag,
                     });
@@ -91,8 +152,14 @@ pub fn protection(
             }
         }
     }
-    out.held_back = held.difference(&out.guids).count();
-    out.guids.extend(held);
+    for (ds, guids) in held {
+        let set = out.guids.entry(ds).or_default();
+        for g in guids {
+            if set.insert(g) {
+                out.held_back += 1;
+            }
+        }
+    }
     out
 }
 
@@ -149,6 +216,15 @@ mod tests {
         }
     }
 
+    fn jobs() -> Vec<Job> {
+        let p = zfsrepl_core::policy::parse_str(
+            "p.toml",
+            "version = 1\n[host.off1]\n[host.ovh3]\n[job.repl]\nkind = \"replicate\"\nsource = \"tank/a\"\ntargets = [\"off1:b/a\", \"ovh3:b/a\"]\nschedule = \"every 1h\"\n",
+        )
+        .unwrap();
+        p.jobs
+    }
+
     #[test]
     fn slowest_target_holds_back_up_to_the_limit() {
         // tank/a has snapshots s1..s4 (guids 1..4, txg 1..4, creation
@@ -159,16 +235,19 @@ mod tests {
         let job = cursors.entry("repl".into()).or_default();
         job.insert("off1:b/a".into(), cursor("tank/a", "s3", 3, 3000));
         job.insert("ovh3:b/a".into(), cursor("tank/a", "s1", 1, 1000));
+        let jobs = jobs();
         let day = Duration::from_secs(86_400);
+        let a = DatasetName::parse("tank/a").unwrap();
+        let set = |g: &[u64]| g.iter().copied().map(Guid).collect::<Vec<_>>();
         // Within the limit: s1 and s3 (common) and s2, s4 (not yet on ovh3).
-        let p = protection(&cursors, &listing, 5000, day);
-        assert_eq!(p.guids, [1, 2, 3, 4].map(Guid).into());
+        let p = protection(&jobs, &cursors, &listing, None, 5000, day);
+        assert_eq!(p.of(&a), set(&[1, 2, 3, 4]));
         assert_eq!(p.held_back, 2);
         assert!(p.alerts.is_empty());
         // ovh3 is past the limit: only the common snapshots stay, s4 is
         // still held for off1, and ovh3 is reported.
-        let p = protection(&cursors, &listing, 1000 + 86_401, day);
-        assert_eq!(p.guids, [1, 3, 4].map(Guid).into());
+        let p = protection(&jobs, &cursors, &listing, None, 1000 + 86_401, day);
+        assert_eq!(p.of(&a), set(&[1, 3, 4]));
         assert_eq!(
             p.alerts,
             [LagAlert {
@@ -178,15 +257,42 @@ mod tests {
                 lag: 86_401,
             }]
         );
-        // On the target side (a listing of the copy), the common guid is
-        // what counts: the same guid protects it there.
-        let target = snaps("b/a@s1,1,1,1000");
-        let p = protection(&cursors, &target, 5000, day);
-        assert!(p.guids.contains(&Guid(1)) && p.guids.contains(&Guid(3)));
+        // On a target (a listing of off1's copy), only off1's own common
+        // snapshot is protected, not ovh3's.
+        let copy = snaps("b/a@s1,1,1,1000\nb/a@s3,3,3,3000");
+        let b = DatasetName::parse("b/a").unwrap();
+        let p = protection(&jobs, &cursors, &copy, Some("off1"), 5000, day);
+        assert_eq!(p.of(&b), set(&[3]));
+        let p = protection(&jobs, &cursors, &copy, Some("ovh3"), 5000, day);
+        assert_eq!(p.of(&b), set(&[1]));
+        // The same names here are not the source (it is on this host, the
+        // copy is not): nothing.
+        assert!(
+            protection(&jobs, &cursors, &copy, None, 5000, day)
+                .guids
+                .is_empty()
+        );
         // No cursors, nothing protected.
         assert_eq!(
-            protection(&BTreeMap::new(), &listing, 5000, day),
+            protection(&jobs, &BTreeMap::new(), &listing, None, 5000, day),
             Protection::default()
+        );
+    }
+
+    #[test]
+    fn targets_map_below_their_root() {
+        let d = |s: &str| DatasetName::parse(s).unwrap();
+        assert_eq!(
+            map_target(&d("tank/off"), &d("b/copy"), &d("tank/off/images x")),
+            Some(d("b/copy/images x"))
+        );
+        assert_eq!(
+            map_target(&d("tank/off"), &d("b/copy"), &d("tank/off")),
+            Some(d("b/copy"))
+        );
+        assert_eq!(
+            map_target(&d("tank/off"), &d("b/copy"), &d("tank/offx")),
+            None
         );
     }
 }
