@@ -428,8 +428,9 @@ pub(crate) struct RawTargets {
     refs: Vec<(usize, Range<usize>, Ref)>,
     /// The host of the section being read (for its dataset references).
     at: Option<String>,
-    /// (kind, name) -> (file, span), to refuse duplicates across files.
-    seen: BTreeMap<(&'static str, String), (usize, Range<usize>)>,
+    /// (kind, name) -> where it is first defined (`file:line:col`), to
+    /// refuse duplicates across files.
+    seen: BTreeMap<(&'static str, String), String>,
 }
 
 fn origin(file: usize, span: &Range<usize>) -> Origin {
@@ -477,13 +478,19 @@ impl RawTargets {
                     );
                     continue;
                 };
-                if let Some((pf, pspan)) = self.seen.get(&(kind, name.to_owned())) {
-                    let _ = (pf, pspan);
-                    cx.error(span.clone(), format!("{kind} `{name}` is defined twice"));
+                if let Some(first) = self.seen.get(&(kind, name.to_owned())) {
+                    cx.error_help(
+                        span.clone(),
+                        format!("{kind} `{name}` is defined twice"),
+                        format!("the first is at {first}"),
+                    );
                     continue;
                 }
-                self.seen
-                    .insert((kind, name.to_owned()), (file, span.clone()));
+                let at = cx.src.error(span.clone(), "");
+                self.seen.insert(
+                    (kind, name.to_owned()),
+                    format!("{}:{}:{}", at.file.display(), at.line, at.column),
+                );
                 let what = format!("{kind} `{name}`");
                 match kind {
                     "clone" => self.read_clone(cx, file, name, &span, st, what),

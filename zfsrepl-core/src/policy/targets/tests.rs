@@ -366,12 +366,24 @@ fn duplicates_across_files_and_ids() {
     let d = crate::policy::validate(&[a, b]).unwrap_err();
     let msgs: Vec<String> =
         d.0.iter()
-            .map(|d| format!("{}:{}:{} {}", d.file.display(), d.line, d.column, d.message))
+            .map(|d| {
+                format!(
+                    "{}:{}:{} {}{}",
+                    d.file.display(),
+                    d.line,
+                    d.column,
+                    d.message,
+                    d.help
+                        .as_ref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default()
+                )
+            })
             .collect();
     assert_eq!(
         msgs,
         [
-            "b.toml:1:8 clone `s` is defined twice",
+            "b.toml:1:8 clone `s` is defined twice (the first is at a.toml:7:8)",
             "b.toml:9:9 Export_Id 5 on h is also used by [export.e1]",
         ]
     );
