@@ -228,6 +228,17 @@ impl Estate {
     #[must_use]
     pub fn build(policies: &[(String, Policy)]) -> Self {
         let mut b = Builder::default();
+        // Containers by address, so an NFS client that is one of them is
+        // drawn as that container.
+        let containers: BTreeMap<&str, (&str, &str, u32)> = policies
+            .iter()
+            .flat_map(|(_, p)| &p.targets.containers)
+            .filter_map(|c| {
+                c.address
+                    .as_deref()
+                    .map(|a| (a, (c.host.as_str(), c.name.as_str(), c.ctid)))
+            })
+            .collect();
         for (fallback, p) in policies {
             let here = local_host(p, fallback);
             let on = |h: &Option<String>| h.clone().unwrap_or_else(|| here.clone());
@@ -346,7 +357,15 @@ impl Estate {
                     b.edge(from, ex.clone(), EdgeKind::Export, String::new());
                 }
                 for c in &e.clients {
-                    let to = b.node(None, NodeKind::Client, c, &format!("NFS client {c}"));
+                    let to = match containers.get(c.as_str()) {
+                        Some((h, name, ctid)) => b.node(
+                            Some(h),
+                            NodeKind::Container,
+                            name,
+                            &format!("CT {ctid} {name}"),
+                        ),
+                        None => b.node(None, NodeKind::Client, c, &format!("NFS client {c}")),
+                    };
                     b.edge(ex.clone(), to, EdgeKind::Export, e.options.join(","));
                 }
             }

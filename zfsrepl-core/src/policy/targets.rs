@@ -24,6 +24,7 @@
 //! [container.off]
 //! host = "off2"
 //! ctid = 113
+//! address = "10.1.0.113"              # optional: for NFS clients and the graph
 //! rootfs = "zfs-nvme/pve/subvol-113-disk-0"
 //! [container.off.mounts]
 //! mp0 = { dataset = "zfs-hdd/off/products", path = "/mnt/off/products" }
@@ -89,7 +90,7 @@ const CLONE_KEYS: &[&str] = &[
     "post-swap",
     "hook-timeout",
 ];
-const CONTAINER_KEYS: &[&str] = &["host", "ctid", "rootfs", "mounts"];
+const CONTAINER_KEYS: &[&str] = &["host", "ctid", "address", "rootfs", "mounts"];
 const MOUNT_KEYS: &[&str] = &["dataset", "path", "host-path", "read-only", "backup"];
 const EXPORT_KEYS: &[&str] = &[
     "host",
@@ -270,6 +271,8 @@ pub struct Container {
     pub host: String,
     /// Its CTID (100 and up).
     pub ctid: u32,
+    /// Its network address, when other sections name it (an NFS client).
+    pub address: Option<String>,
     /// Its root file system subvolume, when on ZFS.
     pub rootfs: Option<DatasetName>,
     /// Its `mpN` bind mounts, by N.
@@ -719,6 +722,10 @@ impl RawTargets {
                 None
             }
         };
+        let address = f
+            .get("address")
+            .and_then(|v| cx.string(v, "address"))
+            .map(str::to_owned);
         let rootfs = f
             .get("rootfs")
             .and_then(|v| self.dataset(cx, file, v, "rootfs"));
@@ -801,6 +808,7 @@ impl RawTargets {
             name: name.to_owned(),
             host,
             ctid: u32::try_from(ctid).unwrap_or(u32::MAX),
+            address,
             rootfs,
             mounts,
             origin: origin(file, span),
