@@ -476,3 +476,63 @@ fn a_modified_target_is_refused_unless_force_rollback() {
     assert_eq!(r.failures(), 0, "{r:#?}");
     assert_eq!(names(&zfs, &droot), ["a", "b"]);
 }
+
+#[test]
+fn a_full_target_pool_fails_clearly_then_converges_once_space_is_freed() {
+    let src = TestPool::mounted();
+    // 128 MiB gives about 90 MiB of usable space on zfs-fuse; 60 MiB of
+    // ballast leaves about 30 MiB for a 48 MiB stream.
+    let dst = TestPool::mounted_with_size(128 << 20);
+    src.apply("+ data");
+    for i in 0..3 {
+        src.write("data", &format!("f{i}"), 16 << 20);
+    }
+    dst.apply("+ ballast");
+    dst.write("ballast", "b", 60 << 20);
+    let zfs = src.zfs();
+    let (sroot, droot) = (src.ds("data"), dst.ds("copy"));
+    let (_, r) = run(&zfs, &sroot, &droot);
+    assert_eq!(r.failures(), 1, "{r:#?}");
+    let err = r.datasets[0].error.as_deref().unwrap();
+    assert!(
+        err.contains("space") && err.contains("receive"),
+        "the receiver's lack of space is the reported cause: {err}"
+    );
+    // The source is untouched but for this run's sync snapshot, kept (and
+    // held) as nothing was transferred; nothing partial blocks the target.
+    let s = snaps(&zfs, &sroot);
+    assert_eq!(s.len(), 1, "{s:?}");
+    let gone = (0..100).any(|_| {
+        let g = zfs.list(&ListSpec::all(vec![droot.clone()])).is_err();
+        if !g {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        g
+    });
+    assert!(gone, "{:?}", zfs.list(&ListSpec::all(vec![droot.clone()])));
+
+    // Space freed: the next run completes from scratch.
+    // zfs-fuse may call a just-written mounted dataset busy for a moment.
+    let ballast = dst.ds("ballast");
+    let freed = (0..50).any(|_| {
+        let out = Command::new("zfs")
+            .args(["destroy", "-r", "-f", ballast.as_str()])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        out.status.success()
+    });
+    assert!(freed, "cannot destroy {ballast}");
+    let (_, r) = run(&zfs, &sroot, &droot);
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    let s = snaps(&zfs, &sroot);
+    assert_eq!(s.len(), 1, "the failed run's sync snapshot cleaned: {s:?}");
+    assert_eq!(snaps(&zfs, &droot), s);
+    same_files(
+        &src.mountpoint().join("data"),
+        &droot,
+        &dst.mountpoint().join("copy"),
+    );
+}

@@ -3,113 +3,22 @@
 //! pools, hostile names and hostile property values. Checks that every
 //! argument is quoted exactly once and that one connection serves every call.
 //!
+//! The sshd is `zfsrepl_core::testing::sshd::Sshd`.
+//!
 //! Like the other real-pool tests this never skips: without `sshd` or ZFS it
 //! fails (`.ci/run` installs both).
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a failure is the test failing
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use zfsrepl_core::testing::sshd::Sshd;
 use zfsrepl_core::testing::{TestPool, zfs_binary};
 use zfsrepl_core::zfs::{
     ListSpec, LocalRunner, RecvSink, RecvSpec, SendFlags, SendSource, SendSpec, SendStream,
     SshRunner, SshTarget, ZfsStream,
 };
 use zfsrepl_core::{EntityName, Runner, ZfsCli, ZfsErrorKind, ZfsRead, ZfsWrite};
-
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let keygen = |file: &Path| {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(file)
-                .status()
-                .expect("ssh-keygen (openssh-client) must be installed");
-            assert!(st.success());
-        };
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
-             PidFile {pid}\nStrictModes no\nUsePAM no\nPermitRootLogin yes\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n\
-             MaxStartups 100\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("/usr/sbin/sshd (openssh-server) must be installed");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "sshd did not start: {}",
-                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, dir, port }
-    }
-
-    fn target(&self) -> SshTarget {
-        let mut t = SshTarget::parse(&format!("root@127.0.0.1:{}", self.port)).unwrap();
-        t.identity = Some(self.dir.path().join("client_key"));
-        t.options = vec![
-            "StrictHostKeyChecking=no".into(),
-            format!(
-                "UserKnownHostsFile={}",
-                self.dir.path().join("known_hosts").display()
-            ),
-            "LogLevel=ERROR".into(),
-        ];
-        t
-    }
-
-    fn accepted_connections(&self) -> usize {
-        std::fs::read_to_string(self.log())
-            .unwrap_or_default()
-            .matches("Accepted publickey")
-            .count()
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("sshd.log")
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn zfs_over_ssh_quotes_once_and_reuses_one_connection() {

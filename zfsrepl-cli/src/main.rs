@@ -8,7 +8,9 @@ use std::process::ExitCode;
 mod clone_cmd;
 mod daemon_cmd;
 mod estate_cmd;
+mod net_cmd;
 mod send_cmd;
+mod serve_cmd;
 mod snapshot_cmd;
 
 use anyhow::{Context, Result};
@@ -121,7 +123,66 @@ enum Command {
     ///   zfsrepl send -r tank/off root@ovh3:rpool/backups/off2
     ///
     ///   zfsrepl send --job off-to-ovh3 --readonly --compress zstd tank/off root@ovh3:rpool/b/off
+    ///
+    /// With --agent, a remote side is the zfsrepl agent (`zfsrepl serve
+    /// --stdio`, the ssh key's forced command) instead of bare `zfs`: the
+    /// remote host confines the key to the roots its agent config allows.
+    ///
+    ///   zfsrepl send --agent --compress zstd -r tank/off backup@ovh3:rpool/b/off
     Send(send_cmd::SendArgs),
+    /// Serve the zfsrepl agent protocol to one peer (`zfsrepl send --agent`).
+    ///
+    /// With --stdio the agent serves one client on standard input and
+    /// output: it is meant as an ssh forced command, so that the key can do
+    /// nothing but speak the agent protocol within the roots of its config.
+    /// In ~/.ssh/authorized_keys of the user that may run `zfs` (one line):
+    ///
+    ///   command="zfsrepl serve --stdio --config /etc/zfsrepl/agent.toml",restrict ssh-ed25519 AAAA...
+    ///
+    /// The config (TOML) says what the peer may do; anything else is
+    /// refused with an error and logged (to stderr, which ssh passes to the
+    /// client) with the identity:
+    ///
+    ///   identity = "off1"               # a label for logs
+    ///
+    ///   read-roots = ["tank/off"]       # may list and send from these trees
+    ///
+    ///   write-roots = ["backup/off1"]   # may receive into these trees
+    ///
+    ///   allow-destroy = true            # its job's own older sync snapshots
+    ///
+    ///   allow-rollback = false          # rollback over zfsrepl snapshots, receive -F
+    ///
+    ///   allow-stream-props = false      # receive `zfs send -p/-R` streams
+    ///
+    /// Receives are always unmounted where ZFS can; only readonly=on and
+    /// canmount=noauto|off may be set; snapshots, holds, bookmarks and
+    /// destroys are limited to the client's job's own sync snapshots
+    /// (`zfsrepl_sync_<job>_<target>_<time>`). The client runs, for example:
+    ///
+    ///   zfsrepl send --agent --compress zstd tank/off backup@off2:backup/off1
+    ///
+    /// With --listen ADDR the agent serves many peers over the network,
+    /// authenticated by TLS-PSK with stunnel's secrets file (IDENTITY:KEY
+    /// lines, one unique key per link; the file must be owned by this user
+    /// and readable by nobody else). --config then names a peers file: one
+    /// `[[peer]]` table per PSK identity, with the keys above (identity
+    /// required). An identity with no entry, an unknown identity and a
+    /// wrong key are refused at the handshake and logged with the identity.
+    /// Peers never destroy the newest snapshot of a dataset, a held
+    /// snapshot, or anything but their job's own sync snapshots:
+    ///
+    ///   zfsrepl serve --listen 0.0.0.0:8999 --psk-file /etc/zfsrepl/psk.txt --config /etc/zfsrepl/peers.toml
+    ///
+    ///   zfsrepl send -r --compress zstd tank/off tls://ovh3:8999/rpool/backups/off2 --psk-file /etc/zfsrepl/psk.txt --identity off2-to-ovh3
+    ///
+    /// Behind an existing stunnel (which holds the key and passes plain TCP
+    /// on), listen plain on loopback with the link's identity:
+    ///
+    ///   zfsrepl serve --listen 127.0.0.1:9000 --plain --identity off2-to-ovh3 --config /etc/zfsrepl/peers.toml
+    ///
+    ///   zfsrepl send tank/off stunnel://127.0.0.1:9001/rpool/backups/off2   (a local stunnel client port)
+    Serve(serve_cmd::ServeArgs),
     /// Staging clones: writable clones refreshed atomically from snapshots.
     #[command(subcommand)]
     Clone(clone_cmd::CloneCommand),
@@ -614,7 +675,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshot(a) => return snapshot_cmd::run(a, cli.global.zfs),
         Command::Prune(a) => return snapshot_cmd::prune(a, cli.global.zfs),
         Command::Check(a) => return snapshot_cmd::check(a, cli.global.zfs),
-        Command::Send(a) => return send_cmd::run(a, cli.global.zfs),
+        Command::Send(a) => return net_cmd::send_with_retries(&a, &cli.global.zfs),
+        Command::Serve(a) => return serve_cmd::run(&a, cli.global.zfs),
         Command::Clone(c) => return clone_cmd::run(c, cli.global.zfs),
         Command::Daemon(a) => return daemon_cmd::run(a, cli.global.zfs),
         Command::Status(a) => return daemon_cmd::status(&a),

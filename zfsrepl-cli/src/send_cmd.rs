@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use zfsrepl_core::agent::{AgentClient, SshConn};
 use zfsrepl_core::replication::execute::{ExecOptions, ExecProgress, ExecReport, execute};
 use zfsrepl_core::replication::gather::gather_tree_input;
 use zfsrepl_core::replication::{
@@ -18,15 +19,18 @@ use zfsrepl_core::replication::{
 };
 use zfsrepl_core::stream::{CancelToken, CopyOptions, Progress};
 use zfsrepl_core::zfs::{LocalRunner, SshRunner, SshTarget};
-use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsRead, ZfsWrite};
+use zfsrepl_core::{DatasetName, Runner, ZfsCli, ZfsRead, ZfsStream, ZfsWrite};
 
 /// `zfsrepl send` arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SendArgs {
-    /// Source: `pool/ds` here, or `[user@]host:pool/ds` over ssh.
+    /// Source: `pool/ds` here, `[user@]host:pool/ds` over ssh,
+    /// `tls://host:port/pool/ds` (a `zfsrepl serve --listen`, TLS-PSK) or
+    /// `stunnel://127.0.0.1:port/pool/ds` (plain TCP into a local stunnel
+    /// client port that carries it to a `zfsrepl serve`).
     #[arg(value_name = "SRC")]
     pub src: String,
-    /// Target: `pool/ds` here, or `[user@]host:pool/ds` over ssh.
+    /// Target: the same forms as SRC.
     #[arg(value_name = "DST")]
     pub dst: String,
     /// Replicate the source's descendants too (parents first).
@@ -57,6 +61,11 @@ pub struct SendArgs {
     /// Send existing snapshots only: take no sync snapshot first.
     #[arg(long)]
     pub no_sync_snap: bool,
+    /// With --no-sync-snap: place no hold on the new base either (as
+    /// syncoid --no-sync-snap). Other tools may then destroy the base and
+    /// the next run needs a full send.
+    #[arg(long, requires = "no_sync_snap")]
+    pub no_hold: bool,
     /// Roll the target back when it diverged or was modified, over
     /// snapshots zfsrepl owns only (never `receive -F`).
     #[arg(long)]
@@ -71,8 +80,38 @@ pub struct SendArgs {
     /// Compress the ssh leg: `none`, `zstd` (level 3) or `zstd:N`. In bare
     /// ssh mode zfsrepl compresses in-process and the target host runs
     /// `zstd -dc | zfs receive` (it needs a `zstd` binary; checked first).
+    /// With --agent, zstd runs in-process on both ends, push and pull.
     #[arg(long, value_name = "ALGO", default_value = "none", value_parser = parse_compress)]
     pub compress: Compress,
+    /// Remote sides run the zfsrepl agent (`zfsrepl serve --stdio`, best as
+    /// the ssh key's forced command; see `zfsrepl serve --help`) instead of
+    /// bare `zfs` commands: the remote host confines the key to the
+    /// dataset roots its agent config allows.
+    #[arg(long)]
+    pub agent: bool,
+    /// The zfsrepl program on remote hosts with --agent (ignored when the
+    /// key has a forced command).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "zfsrepl",
+        requires = "agent"
+    )]
+    pub remote_zfsrepl: OsString,
+    /// The PSK identity for tls:// sides (default: the first of
+    /// --psk-file, as stunnel's PSKidentity).
+    #[arg(long, value_name = "ID")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::net_cmd::TlsArgs,
+    /// Run again up to N times when a run fails (a dropped link, a busy
+    /// target), waiting --retry-wait seconds, doubled after each attempt.
+    /// Refused keys and identities are not retried.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Seconds before the first retry.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_wait: u64,
     #[command(flatten)]
     pub lock: crate::LockArgs,
 }
@@ -100,25 +139,57 @@ fn parse_compress(s: &str) -> Result<Compress, String> {
 
 /// Splits `[user@]host:pool/ds` from `pool/ds`. A `:` counts as the host
 /// separator only when no `/` comes before it (so `tank/a:b` is local).
-fn side(s: &str, a: &SendArgs) -> Result<(Box<dyn Runner>, DatasetName)> {
+fn split_side(s: &str) -> Result<(Option<&str>, DatasetName)> {
     let (host, ds) = match s.split_once(':') {
         Some((h, d)) if !h.contains('/') && !h.is_empty() => (Some(h), d),
         _ => (None, s),
     };
     let ds = DatasetName::parse(ds).with_context(|| format!("{s:?}"))?;
+    Ok((host, ds))
+}
+
+/// The ssh destination of a remote side, with the ssh options.
+fn ssh_target(host: &str, a: &SendArgs) -> Result<SshTarget> {
+    let mut t = SshTarget::parse(host).map_err(anyhow::Error::msg)?;
+    if a.ssh_port.is_some() {
+        t.port = a.ssh_port;
+    }
+    t.identity.clone_from(&a.ssh_key);
+    t.options.clone_from(&a.ssh_options);
+    Ok(t)
+}
+
+pub(crate) fn side(s: &str, a: &SendArgs) -> Result<(Box<dyn Runner>, DatasetName)> {
+    let (host, ds) = split_side(s)?;
     let runner: Box<dyn Runner> = match host {
         None => Box::new(LocalRunner::new()),
-        Some(h) => {
-            let mut t = SshTarget::parse(h).map_err(anyhow::Error::msg)?;
-            if a.ssh_port.is_some() {
-                t.port = a.ssh_port;
-            }
-            t.identity.clone_from(&a.ssh_key);
-            t.options.clone_from(&a.ssh_options);
-            Box::new(SshRunner::new(t)?)
-        }
+        Some(h) => Box::new(SshRunner::new(ssh_target(h, a)?)?),
     };
     Ok((runner, ds))
+}
+
+/// Connects to the agent on `host` over ssh: `ssh HOST 'zfsrepl' 'serve'
+/// '--stdio'` (each argument quoted once; a forced command replaces it).
+fn agent_side(host: &str, a: &SendArgs, zfs_bin: &OsString) -> Result<AgentClient> {
+    let target = ssh_target(host, a)?;
+    let label = target.to_string();
+    let mut argv: Vec<OsString> = vec![a.remote_zfsrepl.clone(), "serve".into(), "--stdio".into()];
+    if zfs_bin != "zfs" {
+        argv.extend(["--zfs".into(), zfs_bin.clone()]);
+    }
+    let conn = SshConn::start(target, &argv).with_context(|| format!("starting ssh to {label}"))?;
+    let stderr = conn.stderr();
+    let mut client = AgentClient::connect_with(
+        Box::new(conn),
+        Some(label.clone()),
+        Some(sync_job(a)),
+        Some(stderr),
+    )
+    .with_context(|| format!("the zfsrepl agent on {label}"))?;
+    if let Compress::Zstd(level) = a.compress {
+        client.set_compression(Some(level));
+    }
+    Ok(client)
 }
 
 /// Bare-ssh compression: only the push leg (a target over ssh), whose host
@@ -148,7 +219,7 @@ fn compress_leg(
 
 /// This run's job and target: `--job` or the source spec, and the target
 /// spec, sanitised into snapshot-name characters.
-fn sync_job(a: &SendArgs) -> SyncJob {
+pub(crate) fn sync_job(a: &SendArgs) -> SyncJob {
     SyncJob::new(a.job.as_deref().unwrap_or(&a.src), &a.dst)
 }
 
@@ -165,8 +236,8 @@ fn policy(a: &SendArgs, job: &SyncJob) -> ReplicationPolicy {
 }
 
 /// Takes the sync snapshot (recursively for `-r`) on the source.
-fn take_sync_snapshot<R: Runner>(
-    src: &ZfsCli<R>,
+fn take_sync_snapshot<Z: ZfsWrite + ?Sized>(
+    src: &Z,
     root: &DatasetName,
     name: &str,
     recursive: bool,
@@ -310,6 +381,12 @@ fn host_of(s: &str) -> Option<&str> {
 
 /// Runs `zfsrepl send`.
 pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
+    if crate::net_cmd::is_net(&a.src) || crate::net_cmd::is_net(&a.dst) {
+        return crate::net_cmd::run_send(&a, &zfs_bin);
+    }
+    if a.agent {
+        return run_agent(&a, &zfs_bin);
+    }
     let (sr, src_ds) = side(&a.src, &a)?;
     let (dr, dst_ds) = side(&a.dst, &a)?;
     // Both roots, so that the daemon (or another send or prune) does not
@@ -327,7 +404,47 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
     if let Compress::Zstd(level) = a.compress {
         compress_leg(&src, &mut dst, level)?;
     }
-    let job = sync_job(&a);
+    replicate(&a, &src, &dst, &src_ds, &dst_ds)
+}
+
+/// `zfsrepl send --agent`: remote sides through their agents, local sides
+/// through the local `zfs`.
+fn run_agent(a: &SendArgs, zfs_bin: &OsString) -> Result<ExitCode> {
+    let (sh, src_ds) = split_side(&a.src)?;
+    let (dh, dst_ds) = split_side(&a.dst)?;
+    let local = || ZfsCli::probe(LocalRunner::new(), zfs_bin.clone());
+    match (sh, dh) {
+        (None, None) => {
+            eprintln!("--agent: both sides are local, no agent involved");
+            replicate(a, &local()?, &local()?, &src_ds, &dst_ds)
+        }
+        (None, Some(d)) => replicate(a, &local()?, &agent_side(d, a, zfs_bin)?, &src_ds, &dst_ds),
+        (Some(s), None) => replicate(a, &agent_side(s, a, zfs_bin)?, &local()?, &src_ds, &dst_ds),
+        (Some(s), Some(d)) => replicate(
+            a,
+            &agent_side(s, a, zfs_bin)?,
+            &agent_side(d, a, zfs_bin)?,
+            &src_ds,
+            &dst_ds,
+        ),
+    }
+}
+
+/// Sync snapshot, listing, plan, and (unless a dry run) execution and
+/// report, between any two ZFS ends.
+pub(crate) fn replicate<S, D>(
+    a: &SendArgs,
+    src: &S,
+    dst: &D,
+    src_ds: &DatasetName,
+    dst_ds: &DatasetName,
+) -> Result<ExitCode>
+where
+    S: ZfsRead + ZfsWrite + ZfsStream,
+    D: ZfsRead + ZfsWrite + ZfsStream,
+{
+    let (src_ds, dst_ds) = (src_ds.clone(), dst_ds.clone());
+    let job = sync_job(a);
     let mut out = std::io::stdout().lock();
     if !a.no_sync_snap {
         let name = job.snapshot_name(jiff::Timestamp::now());
@@ -336,16 +453,16 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
                 writeln!(out, "{src_ds}: would take sync snapshot @{name}")?;
             }
         } else {
-            take_sync_snapshot(&src, &src_ds, &name, a.recursive)?;
+            take_sync_snapshot(src, &src_ds, &name, a.recursive)?;
         }
     }
-    let input = gather_tree_input(&src, &dst, &src_ds, &dst_ds, a.recursive)?;
+    let input = gather_tree_input(src, dst, &src_ds, &dst_ds, a.recursive)?;
     // The plan may only use what both sides support.
     let mut caps = dst.capabilities().clone();
     let s = src.capabilities();
     caps.bookmarks &= s.bookmarks;
     caps.resumable &= s.resumable;
-    let plan = plan_tree(&input, &policy(&a, &job), &caps);
+    let plan = plan_tree(&input, &policy(a, &job), &caps);
     if a.dry_run {
         print_plan(&mut out, &plan, a.json)?;
         return Ok(ExitCode::SUCCESS);
@@ -360,13 +477,13 @@ pub fn run(a: SendArgs, zfs_bin: OsString) -> Result<ExitCode> {
             bwlimit: a.bwlimit,
             ..CopyOptions::default()
         },
-        sync: Some(job),
+        sync: (!a.no_hold).then_some(job),
         readonly: a.readonly,
         estimate: tty,
     };
     let report = execute(
-        &src,
-        &dst,
+        src,
+        dst,
         &input,
         &plan,
         &opts,
@@ -422,10 +539,22 @@ mod tests {
             ssh_key: None,
             ssh_options: Vec::new(),
             no_sync_snap: false,
+            no_hold: false,
             force_rollback: false,
             job: None,
             readonly: false,
             compress: Compress::None,
+            agent: false,
+            remote_zfsrepl: "zfsrepl".into(),
+            identity: None,
+            retries: 0,
+            retry_wait: 5,
+            tls: crate::net_cmd::TlsArgs {
+                psk_file: None,
+                tls_versions: zfsrepl_core::transport::tls::TlsVersions::Auto,
+                io_timeout: 600,
+                dead_peer: 60,
+            },
             lock: crate::LockArgs {
                 lock_dir: "/run/zfsrepl/locks".into(),
             },

@@ -472,6 +472,38 @@ fn send_initial_incremental_uptodate_and_diverged() {
     assert_eq!(names(&d), ["s1", "s2", "s3", "local"]);
 }
 
+/// `--no-hold` (only with `--no-sync-snap`): the base is left unheld on
+/// both sides, so other tools can destroy it, as with syncoid
+/// --no-sync-snap.
+#[test]
+fn send_no_hold_leaves_the_base_unheld() {
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data@s1");
+    let s = format!("{}/data", src.name());
+    let d = format!("{}/copy", dst.name());
+    zfsrepl()
+        .args(["send", "--no-hold"])
+        .arg(&s)
+        .arg(&d)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--no-sync-snap"));
+    zfsrepl()
+        .args(["send", "--no-sync-snap", "--no-hold"])
+        .arg(&s)
+        .arg(&d)
+        .assert()
+        .success();
+    for snap in [format!("{s}@s1"), format!("{d}@s1")] {
+        let out = std::process::Command::new("zfs")
+            .args(["get", "-H", "-o", "value", "userrefs", &snap])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{snap}");
+    }
+}
+
 /// The default `zfsrepl send`: a sync snapshot per run, held on both sides,
 /// older ones of the same job cleaned, another job's left alone; the
 /// target read-only and not mountable by itself (canmount=noauto).
@@ -658,6 +690,128 @@ fn clone_refresh_swaps_atomically_on_a_real_pool() {
             .iter()
             .any(|(n, o)| n.ends_with("/other") && o == "-")
     );
+}
+
+/// The injected commands every hostile string below tries to run: each
+/// would create `inj*` in the test's directory if a shell ever saw it.
+fn hostile_strings(dir: &std::path::Path) -> Vec<String> {
+    let d = dir.display();
+    vec![
+        format!("$(touch {d}/inj1)"),
+        format!("`touch {d}/inj2`"),
+        format!("x; touch {d}/inj3"),
+        format!("x | touch {d}/inj4"),
+        format!("x\ntouch {d}/inj5"),
+        format!("'\"$(touch {d}/inj6)\"'"),
+        format!("x && touch {d}/inj7 &"),
+    ]
+}
+
+fn assert_not_injected(dir: &std::path::Path) {
+    for i in 1..=7 {
+        let p = dir.join(format!("inj{i}"));
+        assert!(!p.exists(), "a shell ran a hostile string: {}", p.display());
+    }
+}
+
+/// Hostile strings where users supply free text, on a real pool: hook
+/// arguments in a policy (pre- and post-snapshot) and property values of
+/// clone refresh arrive verbatim as one argv element each; no shell ever
+/// interprets them (an injection would leave a marker file).
+#[test]
+fn hostile_strings_in_hooks_and_properties_never_reach_a_shell() {
+    let pool = TestPool::new();
+    pool.apply("+ \"-data: x.y\"\n+ stage\n+ \"-data: x.y@s\"");
+    let p = pool.name();
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = hostile_strings(dir.path());
+    // Hooks: /usr/bin/touch with each hostile string as a file name below
+    // dir/files (a name with '/' inside stays one argument; touch just
+    // fails on it, which the hook reports, and the snapshot goes on).
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let args: Vec<String> = hostile
+        .iter()
+        .map(|h| files.join(h.replace('/', "_")).display().to_string())
+        .collect();
+    let argv = |first: &str| {
+        let mut v = vec![toml_string(first)];
+        v.extend(args.iter().map(|a| toml_string(a)));
+        v.join(", ")
+    };
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\ntimezone = \"UTC\"\n\
+             [dataset.\"{p}/-data: x.y\"]\nhourly = 2\ndaily = 0\nmonthly = 0\n\
+             [dataset.\"{p}/-data: x.y\".hooks]\n\
+             pre-snapshot = [{}]\npost-snapshot = [{}]\n",
+            argv("/usr/bin/touch"),
+            argv("/usr/bin/touch")
+        ),
+    )
+    .unwrap();
+    zfsrepl()
+        .args(["policy", "check"])
+        .arg(&policy)
+        .assert()
+        .success();
+    zfsrepl()
+        .args(["snapshot", "--policy"])
+        .arg(&policy)
+        .args(["--now", "2030-01-01T00:30:00Z"])
+        .assert()
+        .success();
+    for a in &args {
+        assert!(
+            std::path::Path::new(a).exists(),
+            "the hook got {a:?} verbatim"
+        );
+    }
+    assert_eq!(
+        snapshot_names(&format!("{p}/-data: x.y")).len(),
+        2,
+        "the hourly was taken"
+    );
+    assert_not_injected(dir.path());
+
+    // Property values: set on the clone exactly as given.
+    let mut c = zfsrepl();
+    c.args(["clone", "refresh", "hostile"])
+        .arg("--pair")
+        .arg(format!("{p}/-data: x.y={p}/stage/-c"));
+    for (i, h) in hostile.iter().enumerate() {
+        c.arg("--set").arg(format!("zfsrepl:note{i}={h}"));
+    }
+    c.assert().success();
+    for (i, h) in hostile.iter().enumerate() {
+        let out = std::process::Command::new("zfs")
+            .args(["get", "-H", "-o", "value", &format!("zfsrepl:note{i}")])
+            .arg(format!("{p}/stage/-c"))
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&out.stdout);
+        // `zfs get -H` prints a newline inside a value as is.
+        assert_eq!(got.strip_suffix('\n').unwrap_or(&got), h, "note{i}");
+    }
+    assert_not_injected(dir.path());
+}
+
+/// A string as a TOML basic string (quotes, backslashes and newlines
+/// escaped; the other characters used here need no escape).
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Writes an executable stub named `name` in `dir` that appends its argv

@@ -36,6 +36,11 @@
 //!   limit and cancellation, and blames the side that failed first;
 //!   [`stream::ZstdEncoder`]/[`stream::ZstdDecoder`] compress network legs
 //!   in-process on bounded buffers.
+//! - [`agent`]: the agent protocol, its confined [`agent::Server`]
+//!   (`zfsrepl serve --stdio`, an ssh forced command) and the
+//!   [`agent::AgentClient`] the executor drives like a local ZFS.
+//! - [`transport`]: network legs; [`transport::tls`] is TLS-PSK compatible
+//!   with stunnel's secrets files and with a real stunnel on either end.
 //!
 //! ```
 //! use zfsrepl_core::{DatasetName, SnapshotName};
@@ -45,6 +50,7 @@
 //! # Ok::<(), zfsrepl_core::NameError>(())
 //! ```
 
+pub mod agent;
 pub mod clone;
 pub mod graph;
 pub mod hooks;
@@ -57,8 +63,11 @@ pub mod schedule;
 pub mod snapshot;
 pub mod stream;
 pub mod target;
+pub mod transport;
 pub mod zfs;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 #[cfg(feature = "test-util")]
 pub mod model;
 #[cfg(feature = "test-util")]

@@ -1,6 +1,7 @@
 //! Test support (feature `test-util`): [`TestPool`], a real file-backed pool
 //! with a unique name that is destroyed on drop, and the fixture DSL that
-//! populates it.
+//! populates it; [`sshd`], a private sshd for ssh and agent tests;
+//! [`stunnel`], a real stunnel for interoperability tests.
 //!
 //! Real-pool tests never skip: when no ZFS is available [`TestPool::new`]
 //! panics with the command that sets it up (`scripts/setup-zfs.sh`), so a CI
@@ -14,6 +15,9 @@ use std::time::Duration;
 
 use crate::name::{DatasetName, SnapshotName};
 use crate::zfs::{Capabilities, LocalRunner, ZfsCli};
+
+pub mod sshd;
+pub mod stunnel;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -70,6 +74,16 @@ impl TestPool {
     #[must_use]
     pub fn mounted() -> Self {
         Self::create(256 << 20, true)
+    }
+
+    /// Creates a mounted pool of `bytes` (sparse; at least 64 MiB), for
+    /// tests that fill a pool on purpose.
+    ///
+    /// # Panics
+    /// When ZFS is not available or the pool cannot be created.
+    #[must_use]
+    pub fn mounted_with_size(bytes: u64) -> Self {
+        Self::create(bytes, true)
     }
 
     fn create(bytes: u64, mounted: bool) -> Self {

@@ -3,13 +3,13 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What went wrong, classified from the exit status and stderr of `zfs`
 /// (see [`super::stderr::classify`]) or produced by the in-memory model.
 ///
 /// Match on these kinds above the `zfs` module; never on message text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ZfsErrorKind {
     /// The dataset, snapshot or bookmark does not exist.

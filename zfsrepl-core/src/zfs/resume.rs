@@ -357,9 +357,15 @@ pub fn encode_resume_token(contents: &ResumeTokenContents) -> String {
         pair(flag, DATA_TYPE_BOOLEAN, 0, &[]);
     }
     packed.extend(0i32.to_le_bytes());
+    wrap_payload(&packed)
+}
+
+/// Wraps a packed nvlist as a version-1 token: zlib, fletcher-4 and hex,
+/// as OpenZFS does (also how the fuzzer reaches the nvlist decoder).
+pub(crate) fn wrap_payload(packed: &[u8]) -> String {
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
     // Writing to a Vec cannot fail.
-    let compressed = std::io::Write::write_all(&mut z, &packed)
+    let compressed = std::io::Write::write_all(&mut z, packed)
         .and_then(|()| z.finish())
         .unwrap_or_default();
     let hex: String = compressed.iter().map(|b| format!("{b:02x}")).collect();
