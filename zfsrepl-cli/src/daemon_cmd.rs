@@ -266,12 +266,14 @@ pub fn status(a: &StatusArgs) -> Result<ExitCode> {
             Response::Ok { .. } => anyhow::bail!("unexpected answer from the daemon"),
         };
         if a.json {
-            if a.watch {
-                serde_json::to_writer(&mut out, &s)?;
+            // Rendered first, so that a closed pipe is an io::Error (a
+            // quiet exit) rather than a serde one.
+            let text = if a.watch {
+                serde_json::to_string(&s)?
             } else {
-                serde_json::to_writer_pretty(&mut out, &s)?;
-            }
-            writeln!(out)?;
+                serde_json::to_string_pretty(&s)?
+            };
+            writeln!(out, "{text}")?;
         } else {
             if a.watch {
                 // Home and clear: a live view.

@@ -87,8 +87,11 @@ enum Command {
     /// prefix, or sanoid's `autosnap_*` when the policy continues a sanoid
     /// chain. A snapshot is destroyed only when no rule keeps it (sanoid's
     /// counts, the retention grid, keep-last, keep-regex); held snapshots
-    /// are never destroyed. `--dry-run` prints every snapshot with the
-    /// reasons it is kept or destroyed.
+    /// are never destroyed, nor what replication still needs according to
+    /// the daemon's state (the newest common snapshot with each target).
+    /// Datasets another zfsrepl is working on (per-dataset locks) are
+    /// skipped. `--dry-run` prints every snapshot with the reasons it is
+    /// kept or destroyed.
     ///
     /// Example: zfsrepl prune --dry-run --now 2026-12-01T00:00:00Z
     Prune(snapshot_cmd::PruneArgs),

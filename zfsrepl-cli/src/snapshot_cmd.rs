@@ -160,8 +160,44 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     }
     let caps = pool_capacities();
     let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
-    let mut plans = p::plan_policy(&policy, &listing, &[], &capacity, now.as_second())
-        .map_err(anyhow::Error::msg)?;
+    // What the daemon's replication still needs (its state file, when the
+    // policy has replication jobs and the daemon has run): spared here too.
+    let cursors = if policy
+        .jobs
+        .iter()
+        .any(|j| matches!(j.kind, zfsrepl_core::policy::JobKind::Replicate(_)))
+    {
+        // Read only: a corrupt file is the daemon's to set aside.
+        let path = zfsrepl_daemon::state::state_path(&policy.daemon.state_dir);
+        std::fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<zfsrepl_daemon::state::State>(&t).ok())
+            .map(|s| s.cursors)
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let prot = zfsrepl_daemon::protect::protection(
+        &policy.jobs,
+        &cursors,
+        &listing,
+        None,
+        now.as_second(),
+        policy.daemon.lag_limit,
+    );
+    let mut plans = Vec::new();
+    for ds in &listing {
+        plans.extend(
+            p::plan_policy(
+                &policy,
+                std::slice::from_ref(ds),
+                &prot.of(&ds.name),
+                &capacity,
+                now.as_second(),
+            )
+            .map_err(anyhow::Error::msg)?,
+        );
+    }
     // Snapshots clones come from are kept, with the reason.
     let clones = zfsrepl_core::clone::list_policy_clones(&zfs, &policy.targets)
         .context("listing the policy's clones")?;

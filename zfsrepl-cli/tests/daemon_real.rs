@@ -417,4 +417,223 @@ fn daemon_snapshots_replicates_prunes_reloads_stops_and_resumes() {
     assert!(!log.contains("is busy"), "{log}");
     assert!(snapshots(&s_data).len() >= snaps_now.len().min(2));
     assert!(daemon.stop(Duration::from_secs(30)).success());
+    // A manual prune reads the daemon's cursors too: t2's common snapshot
+    // stays on the source.
+    zfsrepl()
+        .args(["prune", "--lock-dir"])
+        .arg(dir.path().join("locks"))
+        .arg("--policy")
+        .arg(&policy)
+        .assert()
+        .success();
+    assert!(snapshots(&s_data).contains(&slow_common));
+}
+
+/// systemd's side: READY=1 once the socket answers, WATCHDOG=1 within the
+/// watchdog interval, RELOADING/READY around a SIGHUP, STOPPING=1 on
+/// SIGTERM; and a corrupt state file is set aside, never fatal.
+#[test]
+fn notify_protocol_and_a_corrupt_state_file() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[daemon]\ncontrol-socket = \"{d}/control.sock\"\nstate-dir = \"{d}/state\"\nlock-dir = \"{d}/locks\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/state.json"), "{\"jobs\": [1, 2").unwrap();
+    let notify = dir.path().join("notify.sock");
+    let server = UnixDatagram::bind(&notify).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = StdCommand::cargo_bin("zfsrepl")
+        .unwrap()
+        .args(["daemon", "--policy"])
+        .arg(&policy)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv();
+    assert!(first.starts_with("READY=1\n"), "{first}");
+    assert!(
+        first.contains(&format!("MAINPID={}", child.id())),
+        "{first}"
+    );
+    // Pings at half the watchdog interval.
+    let start = Instant::now();
+    let mut pings = 0;
+    while pings < 2 {
+        if recv() == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let kill = |sig: &str, pid: u32| {
+        assert!(
+            StdCommand::new("kill")
+                .args(["-s", sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill("HUP", child.id());
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s: &String| s == "READY=1") {
+        let m = recv();
+        if m != "WATCHDOG=1" {
+            seen.push(m);
+        }
+    }
+    assert_eq!(seen, ["RELOADING=1", "READY=1"]);
+    kill("TERM", child.id());
+    loop {
+        let m = recv();
+        if m.starts_with("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("is corrupt"), "{log}");
+    assert!(log.contains("policy reloaded: 0 job(s)"), "{log}");
+    // Set aside for a post-mortem, and a fresh state written.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("state.json.corrupt-")),
+        "{names:?}"
+    );
+    let fresh: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fresh["version"], 1);
+}
+
+/// A replicate job whose target host has `transport = "tls"`: the daemon
+/// connects to a real `zfsrepl serve --listen` with a stunnel-format PSK,
+/// compresses with zstd in-process, and records the common snapshot.
+#[test]
+fn daemon_replicates_over_tls_psk() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    const ID: &str = "off2 to ovh3";
+    const KEY: &str = "8a2e7f1c9b3d4a6e5f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data/child\n+ data@zfsrepl_a\n+ data/child@zfsrepl_a");
+    dst.apply("+ inbox");
+    let dir = tempfile::tempdir().unwrap();
+    let psk = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{ID}:{KEY}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let (server_psk, client_psk) = (psk("server.psk"), psk("client.psk"));
+    let peers = dir.path().join("peers.toml");
+    std::fs::write(
+        &peers,
+        format!(
+            "[[peer]]\nidentity = {ID:?}\nwrite-roots = [\"{}/inbox\"]\nallow-destroy = true\n",
+            dst.name()
+        ),
+    )
+    .unwrap();
+    let mut serve = StdCommand::cargo_bin("zfsrepl")
+        .unwrap()
+        .args(["serve", "-v", "--listen", "127.0.0.1:0", "--psk-file"])
+        .arg(&server_psk)
+        .arg("--config")
+        .arg(&peers)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = serve.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("zfsrepl serve: listening on ") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let port = addr.rsplit(':').next().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"version = 1
+[host.ovh3]
+address = "127.0.0.1"
+port = {port}
+transport = "tls"
+psk-file = "{psk}"
+identity = "{ID}"
+
+[job.repl]
+kind = "replicate"
+source = "{s}/data"
+targets = ["ovh3:{t}/inbox/copy"]
+compress = "zstd"
+schedule = "every 1h"
+enabled = false
+
+[daemon]
+control-socket = "{d}/control.sock"
+state-dir = "{d}/state"
+lock-dir = "{d}/locks"
+"#,
+            psk = client_psk.display(),
+            s = src.name(),
+            t = dst.name(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&policy, dir.path());
+    let sock = dir.path().join("control.sock");
+    zfsrepl()
+        .args(["trigger", "repl", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success();
+    wait_for(Duration::from_secs(60), "the replication over TLS", || {
+        let s = status(dir.path());
+        let r = job(&s, "repl");
+        r["runs"].as_u64().unwrap_or(0) >= 1 && r["running"] == false
+    });
+    let s = status(dir.path());
+    let r = job(&s, "repl");
+    assert_eq!(r["last_result"], "ok", "{s:#}\n{}", daemon.log());
+    assert_eq!(r["targets"][0]["common"], "zfsrepl_a", "{s:#}");
+    assert_eq!(
+        snapshots(&format!("{}/inbox/copy/child", dst.name())),
+        ["zfsrepl_a"]
+    );
+    assert!(daemon.stop(Duration::from_secs(20)).success());
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

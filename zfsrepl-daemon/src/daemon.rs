@@ -170,6 +170,8 @@ impl Limits {
     }
 }
 
+type CursorMap = BTreeMap<String, BTreeMap<String, crate::state::Cursor>>;
+
 struct Done {
     job: String,
     attempt: u32,
@@ -200,6 +202,9 @@ struct Daemon {
     retry: HashMap<String, (u32, Timestamp)>,
     next: HashMap<String, Timestamp>,
     alerts: BTreeMap<String, Vec<LagAlert>>,
+    /// The cursors as of the last finished run, read by a run when it
+    /// actually starts (not when it was queued behind a slot).
+    cursors: Arc<Mutex<CursorMap>>,
     done_tx: mpsc::UnboundedSender<Done>,
     started: Timestamp,
     stopping: bool,
@@ -269,14 +274,19 @@ impl Daemon {
             metrics: self.metrics.clone(),
             cancel,
             now,
-            cursors: self.state.cursors.clone(),
+            cursors: BTreeMap::new(),
         };
         let tx = self.done_tx.clone();
         let metrics = self.metrics.clone();
+        let cursors = self.cursors.clone();
         tokio::spawn(async move {
             let _permits = limits.acquire(&pools, &hosts).await;
             let started = Timestamp::now();
             ctx.now = started;
+            ctx.cursors = cursors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             metrics.run_started(&job.name, job.kind.name());
             info!(job = %job.name, kind = job.kind.name(), attempt, "run started");
             let cancel = ctx.cancel.clone();
@@ -350,6 +360,12 @@ impl Daemon {
                 .entry(j.clone())
                 .or_default()
                 .insert(t.clone(), c.clone());
+        }
+        if !o.cursors.is_empty() {
+            *self
+                .cursors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.state.cursors.clone();
         }
         if matches!(job.kind, JobKind::Prune) {
             for a in &o.alerts {
@@ -740,11 +756,15 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         retry: HashMap::new(),
         next: HashMap::new(),
         alerts: BTreeMap::new(),
+        cursors: Arc::new(Mutex::new(BTreeMap::new())),
         done_tx,
         started: now,
         stopping: false,
         opts,
     };
+    *dm.cursors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = dm.state.cursors.clone();
     dm.reschedule(now);
     dm.update_lag_metrics(now);
     dm.save();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Serialize;
+use zfsrepl_core::agent::AgentClient;
 use zfsrepl_core::lock::{DatasetLock, LockDir, LockError};
 use zfsrepl_core::policy::{Compression, DatasetRef, Job, JobKind, Policy, Replicate, Transport};
 use zfsrepl_core::replication::execute::{ExecOptions, execute};
@@ -16,7 +17,7 @@ use zfsrepl_core::replication::gather::gather_tree_input;
 use zfsrepl_core::replication::{InitialPolicy, ReplicationPolicy, SyncJob, plan_tree};
 use zfsrepl_core::stream::{CancelToken, CopyOptions, NoProgress};
 use zfsrepl_core::zfs::{CapsCache, LocalRunner, SshRunner, SshTarget};
-use zfsrepl_core::{Dataset, DatasetName, ListSpec, Runner, ZfsCli, ZfsRead};
+use zfsrepl_core::{Dataset, DatasetName, ListSpec, Runner, ZfsCli, ZfsRead, ZfsStream, ZfsWrite};
 
 use crate::metrics::{Metered, Metrics};
 use crate::protect::{LagAlert, map_target, protection};
@@ -139,7 +140,7 @@ pub fn runner_for(ctx: &Ctx, host: Option<&str>) -> Result<BoxRunner, String> {
                 .map_err(|e| format!("ssh to {name}: {e}"))
         }
         other => Err(format!(
-            "host {name}: transport {} is not available to the daemon in this build; use transport = \"ssh\"",
+            "host {name}: transport {} reaches a zfsrepl agent, which replicate jobs use; snapshot, prune and clone jobs on that host need transport = \"ssh\" (or a daemon of its own)",
             format!("{other:?}").to_lowercase()
         )),
     }
@@ -273,7 +274,7 @@ fn prune(ctx: &Ctx, job: &Job, out: &mut Outcome) {
                 if cursors.get(&rj.name).is_some_and(|c| c.contains_key(&key)) {
                     continue;
                 }
-                match compute_cursor(ctx, r, t) {
+                match compute_cursor(ctx, &rj.name, r, t) {
                     Ok(c) => {
                         out.cursors.push((rj.name.clone(), key.clone(), c.clone()));
                         cursors.entry(rj.name.clone()).or_default().insert(key, c);
@@ -355,8 +356,23 @@ fn prune(ctx: &Ctx, job: &Job, out: &mut Outcome) {
             out.fail(e, false);
             continue;
         }
-        // Snapshots clones come from stay (ZFS would refuse anyway).
-        let origins = zfsrepl_core::clone::clone_origins(&listing);
+        // Snapshots clones come from stay (ZFS would refuse anyway), with
+        // the reason: the listing's clones and the policy's clone sections'.
+        let clones = if host.is_none() {
+            match zfsrepl_core::clone::list_policy_clones(&zfs, &ctx.policy.targets) {
+                Ok(c) => c,
+                Err(e) => {
+                    out.fail(
+                        format!("listing the policy's clones: {e}"),
+                        e.is_transient(),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let origins = zfsrepl_core::clone::clone_origins(listing.iter().chain(&clones));
         p::pin_clone_origins(&mut plans, &origins);
         let doomed: Vec<_> = plans
             .iter()
@@ -450,9 +466,15 @@ pub fn common_snapshots(
 }
 
 /// Lists both sides of one replication target and computes its cursor.
-fn compute_cursor(ctx: &Ctx, r: &Replicate, t: &DatasetRef) -> Result<Cursor, (String, bool)> {
-    let src = zfs_for(ctx, r.source.host.as_deref())?;
-    let dst = zfs_for(ctx, t.host.as_deref())?;
+fn compute_cursor(
+    ctx: &Ctx,
+    job: &str,
+    r: &Replicate,
+    t: &DatasetRef,
+) -> Result<Cursor, (String, bool)> {
+    let sync = SyncJob::new(job, &t.to_string());
+    let src = side_for(ctx, r.source.host.as_deref(), &sync)?;
+    let dst = side_for(ctx, t.host.as_deref(), &sync)?;
     let spec = |root: &DatasetName| ListSpec {
         recursive: r.recursive,
         ..ListSpec::all(vec![root.clone()])
@@ -490,11 +512,117 @@ fn owned_prefixes(policy: &Policy) -> Vec<String> {
     p
 }
 
-fn replicate(ctx: &Ctx, job: &Job, r: &Replicate, out: &mut Outcome) {
-    let src = match zfs_for(ctx, r.source.host.as_deref()) {
-        Ok(z) => z,
-        Err((e, t)) => return out.fail(format!("source {}: {e}", r.source), t),
+/// One side of a replication: the `zfs` CLI (here, or over bare ssh) or a
+/// zfsrepl agent (over ssh with `transport = "ssh-agent"`, TLS-PSK with
+/// `tls`, or plain TCP into a local stunnel with `stunnel`).
+enum Side {
+    Cli(ZfsCli<BoxRunner>),
+    Agent(AgentClient),
+}
+
+impl Side {
+    fn list(&self, spec: &ListSpec) -> zfsrepl_core::ZfsResult<Vec<Dataset>> {
+        match self {
+            Self::Cli(z) => z.list(spec),
+            Self::Agent(a) => a.list(spec),
+        }
+    }
+}
+
+/// Whether a TLS failure may go away by itself (not a refused key).
+fn tls_transient(e: &zfsrepl_core::transport::tls::TlsError) -> bool {
+    use zfsrepl_core::transport::tls::TlsError;
+    !e.is_auth_failure() && !matches!(e, TlsError::Secrets(_) | TlsError::Setup(_))
+}
+
+/// Connects to `host`'s zfs: the CLI for local and ssh hosts, the agent
+/// for the others. `sync` names this job and target to the agent.
+fn side_for(ctx: &Ctx, host: Option<&str>, sync: &SyncJob) -> Result<Side, (String, bool)> {
+    use zfsrepl_core::agent::SshConn;
+    use zfsrepl_core::transport::NetStream;
+    use zfsrepl_core::transport::tls::{PskSecrets, TlsConnector, TlsOptions};
+    let Some(h) = host.and_then(|n| ctx.policy.hosts.iter().find(|h| h.name == n)) else {
+        return zfs_for(ctx, host).map(Side::Cli);
     };
+    let label = h.name.clone();
+    let agent = |r: zfsrepl_core::ZfsResult<AgentClient>| {
+        r.map(Side::Agent).map_err(|e| {
+            (
+                format!("the zfsrepl agent on {label}: {e}"),
+                e.is_transient(),
+            )
+        })
+    };
+    match h.transport {
+        Transport::Local | Transport::Ssh => zfs_for(ctx, host).map(Side::Cli),
+        Transport::SshAgent => {
+            let t = SshTarget {
+                user: h.user.clone(),
+                host: h.address.clone(),
+                port: h.port,
+                identity: h.ssh_key.clone(),
+                options: vec!["BatchMode=yes".into()],
+                program: None,
+            };
+            let mut argv: Vec<OsString> = vec!["zfsrepl".into(), "serve".into(), "--stdio".into()];
+            if ctx.zfs_bin != "zfs" {
+                argv.extend(["--zfs".into(), ctx.zfs_bin.clone()]);
+            }
+            let conn =
+                SshConn::start(t, &argv).map_err(|e| (format!("ssh to {label}: {e}"), true))?;
+            let stderr = conn.stderr();
+            agent(AgentClient::connect_with(
+                Box::new(conn),
+                Some(label.clone()),
+                Some(sync.clone()),
+                Some(stderr),
+            ))
+        }
+        Transport::Tls => {
+            let (Some(psk), Some(port)) = (&h.psk_file, h.port) else {
+                return Err((format!("host {label}: tls needs psk-file and port"), false));
+            };
+            let secrets = PskSecrets::load(psk).map_err(|e| (format!("{label}: {e}"), false))?;
+            let c = TlsConnector::new(&secrets, h.identity.as_deref(), &TlsOptions::default())
+                .map_err(|e| (format!("{label}: {e}"), tls_transient(&e)))?;
+            let addr = format!("{}:{port}", h.address);
+            let stream = c
+                .connect(&addr)
+                .map_err(|e| (format!("{label} ({addr}): {e}"), tls_transient(&e)))?;
+            agent(AgentClient::connect(
+                NetStream::Tls(Box::new(stream)),
+                Some(label.clone()),
+                Some(sync.clone()),
+            ))
+        }
+        Transport::Stunnel => {
+            let Some(port) = h.port else {
+                return Err((format!("host {label}: stunnel needs port"), false));
+            };
+            // The local stunnel client holds the key: plain TCP to it.
+            let addr = format!("{}:{port}", h.address);
+            let sa = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| (format!("{label}: cannot resolve {addr}"), true))?;
+            let tcp = std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(15))
+                .map_err(|e| {
+                    (
+                        format!("{label}: connecting to the stunnel at {addr}: {e}"),
+                        true,
+                    )
+                })?;
+            let _ = tcp.set_nodelay(true);
+            agent(AgentClient::connect(
+                NetStream::Plain(tcp),
+                Some(label.clone()),
+                Some(sync.clone()),
+            ))
+        }
+    }
+}
+
+fn replicate(ctx: &Ctx, job: &Job, r: &Replicate, out: &mut Outcome) {
     for t in &r.targets {
         if ctx.cancel.is_cancelled() {
             return out.fail("cancelled", false);
@@ -510,95 +638,54 @@ fn replicate(ctx: &Ctx, job: &Job, r: &Replicate, out: &mut Outcome) {
                 continue;
             }
         };
-        let mut dst = match zfs_for(ctx, t.host.as_deref()) {
+        let sync = SyncJob::new(&job.name, &target);
+        let mut src = match side_for(ctx, r.source.host.as_deref(), &sync) {
+            Ok(s) => s,
+            Err((e, tr)) => {
+                out.fail(format!("source {}: {e}", r.source), tr);
+                continue;
+            }
+        };
+        let mut dst = match side_for(ctx, t.host.as_deref(), &sync) {
             Ok(z) => z,
             Err((e, tr)) => {
                 out.fail(format!("{target}: {e}"), tr);
                 continue;
             }
         };
-        if let Compression::Zstd(level) = r.compress
-            && t.host.is_some()
-        {
-            match dst.has_remote_zstd() {
-                Ok(true) => dst.set_receive_compression(Some(level)),
-                Ok(false) => {
-                    out.fail(
-                        format!("{target}: compress = zstd but the host has no `zstd` to decompress with"),
-                        false,
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    out.fail(format!("{target}: {e}"), e.is_transient());
-                    continue;
-                }
+        if let Compression::Zstd(level) = r.compress {
+            // Agents compress in-process at both ends; the bare ssh leg of
+            // a push decompresses with the target's `zstd`.
+            if let Side::Agent(a) = &mut src {
+                a.set_compression(Some(level));
+            }
+            match &mut dst {
+                Side::Agent(a) => a.set_compression(Some(level)),
+                Side::Cli(d) if t.host.is_some() => match d.has_remote_zstd() {
+                    Ok(true) => d.set_receive_compression(Some(level)),
+                    Ok(false) => {
+                        out.fail(
+                            format!(
+                                "{target}: compress = zstd but the host has no `zstd` to decompress with"
+                            ),
+                            false,
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        out.fail(format!("{target}: {e}"), e.is_transient());
+                        continue;
+                    }
+                },
+                Side::Cli(_) => {}
             }
         }
-        let input = match gather_tree_input(&src, &dst, &r.source.dataset, &t.dataset, r.recursive)
-        {
-            Ok(i) => i,
-            Err(e) => {
-                out.fail(format!("{target}: {e}"), e.is_transient());
-                continue;
-            }
-        };
-        let sync = SyncJob::new(&job.name, &target);
-        let policy = ReplicationPolicy {
-            force_rollback: r.force_rollback,
-            sync_prefix: Some(sync.prefix()),
-            owned_prefixes: owned_prefixes(&ctx.policy),
-            initial: if r.all_snapshots {
-                InitialPolicy::AllOldestFirst
-            } else {
-                InitialPolicy::MostRecent
-            },
-            ..ReplicationPolicy::default()
-        };
-        let mut caps = dst.capabilities().clone();
-        let sc = src.capabilities();
-        caps.bookmarks &= sc.bookmarks;
-        caps.resumable &= sc.resumable;
-        let plan = plan_tree(&input, &policy, &caps);
-        let opts = ExecOptions {
-            copy: CopyOptions {
-                bwlimit: r.bwlimit,
-                ..CopyOptions::default()
-            },
-            // Holds on the new common base, released from the previous one:
-            // no sync snapshots are taken (the snapshot job made them).
-            sync: Some(sync),
-            readonly: r.readonly,
-            estimate: false,
-        };
-        let report = execute(&src, &dst, &input, &plan, &opts, &NoProgress, &ctx.cancel);
-        *out.bytes.entry(target.clone()).or_default() += report.bytes();
-        for d in &report.datasets {
-            if let Some(e) = &d.error {
-                out.fail(
-                    format!("{} -> {}: {e}", d.source, d.target),
-                    message_is_transient(e) || ctx.cancel.is_cancelled(),
-                );
-            }
+        match (&src, &dst) {
+            (Side::Cli(s), Side::Cli(d)) => replicate_pair(ctx, job, r, t, s, d, sync, out),
+            (Side::Cli(s), Side::Agent(d)) => replicate_pair(ctx, job, r, t, s, d, sync, out),
+            (Side::Agent(s), Side::Cli(d)) => replicate_pair(ctx, job, r, t, s, d, sync, out),
+            (Side::Agent(s), Side::Agent(d)) => replicate_pair(ctx, job, r, t, s, d, sync, out),
         }
-        // The cursor after the run: the target listed again.
-        let after = match dst.list(&ListSpec {
-            recursive: r.recursive,
-            ..ListSpec::all(vec![t.dataset.clone()])
-        }) {
-            Ok(l) => l,
-            Err(e) if e.kind == zfsrepl_core::ZfsErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                out.fail(format!("{target}: {e}"), e.is_transient());
-                continue;
-            }
-        };
-        let cursor = Cursor {
-            updated: Some(Timestamp::now()),
-            datasets: common_snapshots(&input.source, &after, &r.source.dataset, &t.dataset),
-        };
-        count_snapshots(out, &after, t.host.as_deref());
-        out.cursors.push((job.name.clone(), target, cursor));
         drop(locks);
     }
     if out.ok {
@@ -608,6 +695,81 @@ fn replicate(ctx: &Ctx, job: &Job, r: &Replicate, out: &mut Outcome) {
             r.targets.len()
         );
     }
+}
+
+/// Replicates to one target: gather, plan, execute, then the cursor from
+/// the target listed again.
+#[allow(clippy::too_many_arguments)]
+fn replicate_pair<S, D>(
+    ctx: &Ctx,
+    job: &Job,
+    r: &Replicate,
+    t: &DatasetRef,
+    src: &S,
+    dst: &D,
+    sync: SyncJob,
+    out: &mut Outcome,
+) where
+    S: ZfsRead + ZfsWrite + ZfsStream + ?Sized,
+    D: ZfsRead + ZfsWrite + ZfsStream + ?Sized,
+{
+    let target = t.to_string();
+    let input = match gather_tree_input(src, dst, &r.source.dataset, &t.dataset, r.recursive) {
+        Ok(i) => i,
+        Err(e) => return out.fail(format!("{target}: {e}"), e.is_transient()),
+    };
+    let policy = ReplicationPolicy {
+        force_rollback: r.force_rollback,
+        sync_prefix: Some(sync.prefix()),
+        owned_prefixes: owned_prefixes(&ctx.policy),
+        initial: if r.all_snapshots {
+            InitialPolicy::AllOldestFirst
+        } else {
+            InitialPolicy::MostRecent
+        },
+        ..ReplicationPolicy::default()
+    };
+    let mut caps = dst.capabilities().clone();
+    let sc = src.capabilities();
+    caps.bookmarks &= sc.bookmarks;
+    caps.resumable &= sc.resumable;
+    let plan = plan_tree(&input, &policy, &caps);
+    let opts = ExecOptions {
+        copy: CopyOptions {
+            bwlimit: r.bwlimit,
+            ..CopyOptions::default()
+        },
+        // Holds on the new common base, released from the previous one:
+        // no sync snapshots are taken (the snapshot job made them).
+        sync: Some(sync),
+        readonly: r.readonly,
+        estimate: false,
+    };
+    let report = execute(src, dst, &input, &plan, &opts, &NoProgress, &ctx.cancel);
+    *out.bytes.entry(target.clone()).or_default() += report.bytes();
+    for d in &report.datasets {
+        if let Some(e) = &d.error {
+            out.fail(
+                format!("{} -> {}: {e}", d.source, d.target),
+                message_is_transient(e) || ctx.cancel.is_cancelled(),
+            );
+        }
+    }
+    // The cursor after the run: the target listed again.
+    let after = match dst.list(&ListSpec {
+        recursive: r.recursive,
+        ..ListSpec::all(vec![t.dataset.clone()])
+    }) {
+        Ok(l) => l,
+        Err(e) if e.kind == zfsrepl_core::ZfsErrorKind::NotFound => Vec::new(),
+        Err(e) => return out.fail(format!("{target}: {e}"), e.is_transient()),
+    };
+    let cursor = Cursor {
+        updated: Some(Timestamp::now()),
+        datasets: common_snapshots(&input.source, &after, &r.source.dataset, &t.dataset),
+    };
+    count_snapshots(out, &after, t.host.as_deref());
+    out.cursors.push((job.name.clone(), target, cursor));
 }
 
 fn clone(ctx: &Ctx, clones: &[String], out: &mut Outcome) {
