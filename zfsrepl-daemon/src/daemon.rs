@@ -109,6 +109,18 @@ fn resources(job: &Job, policy: &Policy) -> (BTreeSet<String>, BTreeSet<String>)
     (pools, hosts)
 }
 
+/// The wait before retry number `attempt + 1`: `base * 2^attempt`, at
+/// most `max`.
+fn retry_delay(base: Duration, max: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(2u32.saturating_pow(attempt)).min(max)
+}
+
+/// Whether a failed run is retried: transient failures only, not a
+/// cancelled run, and not past the allowed retries.
+fn should_retry(o: &Outcome, cancelled: bool, attempt: u32, retries: u32) -> bool {
+    !o.ok && o.transient && !cancelled && attempt < retries
+}
+
 /// Concurrency slots.
 struct Limits {
     global: Arc<Semaphore>,
@@ -379,11 +391,12 @@ impl Daemon {
         self.update_lag_metrics(ended);
         // Retries: transient failures only, with exponential backoff.
         let retries = job.retries.unwrap_or(self.policy.daemon.retries);
-        if !o.ok && o.transient && !d.cancelled && d.attempt < retries {
-            let base = self.policy.daemon.retry_backoff;
-            let delay = base
-                .saturating_mul(2u32.saturating_pow(d.attempt))
-                .min(self.policy.daemon.retry_max);
+        if should_retry(o, d.cancelled, d.attempt, retries) {
+            let delay = retry_delay(
+                self.policy.daemon.retry_backoff,
+                self.policy.daemon.retry_max,
+                d.attempt,
+            );
             let at = ended.checked_add(delay).unwrap_or(ended);
             info!(job = %d.job, attempt = d.attempt + 1, "retrying in {}", zfsrepl_core::schedule::fmt_duration(delay));
             self.retry.insert(d.job.clone(), (d.attempt + 1, at));
@@ -864,6 +877,32 @@ mod tests {
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_for_transient_failures_only() {
+        let s = Duration::from_secs;
+        let delays: Vec<Duration> = (0..6).map(|a| retry_delay(s(30), s(300), a)).collect();
+        assert_eq!(delays, [s(30), s(60), s(120), s(240), s(300), s(300)]);
+        assert_eq!(retry_delay(s(30), s(1800), 40), s(1800), "no overflow");
+        let failed = |transient| Outcome {
+            ok: false,
+            transient,
+            ..Outcome::default()
+        };
+        assert!(should_retry(&failed(true), false, 0, 3));
+        assert!(should_retry(&failed(true), false, 2, 3));
+        assert!(!should_retry(&failed(true), false, 3, 3), "retries used up");
+        assert!(!should_retry(&failed(false), false, 0, 3), "permanent");
+        assert!(
+            !should_retry(&failed(true), true, 0, 3),
+            "cancelled by a stop"
+        );
+        let ok = Outcome {
+            ok: true,
+            ..Outcome::default()
+        };
+        assert!(!should_retry(&ok, false, 0, 3));
     }
 
     #[tokio::test]

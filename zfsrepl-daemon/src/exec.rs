@@ -843,6 +843,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_permanent_failure_makes_the_run_permanent() {
+        let mut o = Outcome {
+            ok: true,
+            ..Outcome::default()
+        };
+        o.fail("off1: busy", true);
+        assert!(!o.ok && o.transient);
+        o.fail("ovh3: no common snapshot", false);
+        assert!(!o.transient);
+        o.fail("off1: busy again", true);
+        assert!(!o.transient);
+        assert_eq!(
+            o.message,
+            "off1: busy; ovh3: no common snapshot; off1: busy again"
+        );
+    }
+
+    #[test]
     fn transient_messages() {
         assert!(message_is_transient(
             "cannot receive into b/a: busy: cannot receive: dataset is busy"
