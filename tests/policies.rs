@@ -151,10 +151,11 @@ fn the_openfoodfacts_estate_draws_its_key_edges() {
         "ovh3:NFS export staging (nfs-ganesha)",
         ""
     ));
+    // The client is the staging container on ovh1 (seed 001: 10.1.0.CTID).
     assert!(has(
         &exports,
         "ovh3:NFS export staging (nfs-ganesha)",
-        "-:NFS client 10.1.0.200",
+        "ovh1:CT 200 staging",
         "rw,no_root_squash"
     ));
     // NGINX serving images from the replicated dataset on ovh3, and on off2.

@@ -20,10 +20,11 @@ pub enum CloneCommand {
     /// Refresh writable clones from the newest snapshots, atomically.
     ///
     /// Each --pair SOURCE=CLONE keeps CLONE a clone of a snapshot of SOURCE.
-    /// The new clone is made as CLONE.zfsrepl-new; once all are made (and the
-    /// --pre-swap hook agreed), each old clone is renamed to
-    /// `CLONE.zfsrepl-old-<time>` and the new one into place, then the old one
-    /// is destroyed when nothing uses it (otherwise a later refresh retries).
+    /// The new clone is made as CLONE.zfsrepl-new, unmounted; once all are
+    /// made (and the --pre-swap hook agreed), each old clone is unmounted and
+    /// renamed to `CLONE.zfsrepl-old-<time>`, the new one renamed into place
+    /// and mounted, then the old one is destroyed when nothing uses it
+    /// (otherwise a later refresh retries).
     /// If anything fails before the swap completes, the previous clones keep
     /// serving. Clones carry the property zfsrepl:clone=NAME; a dataset in
     /// the way without it is never renamed or destroyed: the refresh is

@@ -228,6 +228,17 @@ impl Estate {
     #[must_use]
     pub fn build(policies: &[(String, Policy)]) -> Self {
         let mut b = Builder::default();
+        // Containers by address, so an NFS client that is one of them is
+        // drawn as that container.
+        let containers: BTreeMap<&str, (&str, &str, u32)> = policies
+            .iter()
+            .flat_map(|(_, p)| &p.targets.containers)
+            .filter_map(|c| {
+                c.address
+                    .as_deref()
+                    .map(|a| (a, (c.host.as_str(), c.name.as_str(), c.ctid)))
+            })
+            .collect();
         for (fallback, p) in policies {
             let here = local_host(p, fallback);
             let on = |h: &Option<String>| h.clone().unwrap_or_else(|| here.clone());
@@ -346,7 +357,15 @@ impl Estate {
                     b.edge(from, ex.clone(), EdgeKind::Export, String::new());
                 }
                 for c in &e.clients {
-                    let to = b.node(None, NodeKind::Client, c, &format!("NFS client {c}"));
+                    let to = match containers.get(c.as_str()) {
+                        Some((h, name, ctid)) => b.node(
+                            Some(h),
+                            NodeKind::Container,
+                            name,
+                            &format!("CT {ctid} {name}"),
+                        ),
+                        None => b.node(None, NodeKind::Client, c, &format!("NFS client {c}")),
+                    };
                     b.edge(ex.clone(), to, EdgeKind::Export, e.options.join(","));
                 }
             }
@@ -556,5 +575,121 @@ fn dot_style(k: NodeKind) -> &'static str {
         NodeKind::Client => ", shape=ellipse",
         NodeKind::Container => ", shape=box3d",
         NodeKind::Proxy => ", shape=cds",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_str;
+
+    fn estate(files: &[(&str, &str)]) -> Estate {
+        let ps: Vec<(String, Policy)> = files
+            .iter()
+            .map(|(n, t)| {
+                (
+                    (*n).to_owned(),
+                    parse_str(format!("{n}.toml"), t).unwrap_or_else(|d| panic!("{d}")),
+                )
+            })
+            .collect();
+        Estate::build(&ps)
+    }
+
+    const A: &str = r#"version = 1
+[host.a]
+transport = "local"
+description = "say \"hi\""
+[host.b]
+[dataset."tank/x-y"]
+hourly = 2
+[dataset."tank/x_y"]
+hourly = 2
+[job.push]
+kind = "replicate"
+source = "tank/x-y"
+targets = ["b:pool/copy"]
+schedule = "every 15m"
+"#;
+
+    const B: &str = r#"version = 1
+[host.b]
+transport = "local"
+[host.a]
+[dataset."pool/copy"]
+autosnap = false
+daily = 7
+[job.pull]
+kind = "replicate"
+source = "a:tank/x-y"
+targets = ["pool/copy"]
+schedule = "every 15m"
+"#;
+
+    #[test]
+    fn policies_meet_at_shared_host_names() {
+        let e = estate(&[("a", A), ("b", B)]);
+        let hosts: Vec<&str> = e.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["a", "b"]);
+        // One node per (host, dataset); punctuation keeps ids apart.
+        let ids: Vec<&str> = e.nodes.iter().map(|n| n.id.as_str()).collect();
+        let mut dedup = ids.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(ids.len(), dedup.len(), "{ids:?}");
+        assert!(
+            ids.iter()
+                .all(|i| i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        );
+        // The push from a and the pull into b are two jobs, one edge each,
+        // between the same two nodes; b's own entry labels its dataset.
+        let r = e.edges_of(EdgeKind::Replicate);
+        assert_eq!(
+            r,
+            [
+                (
+                    "a:tank/x-y".to_owned(),
+                    "b:pool/copy".to_owned(),
+                    "push every 15m, ssh".to_owned()
+                ),
+                (
+                    "a:tank/x-y".to_owned(),
+                    "b:pool/copy".to_owned(),
+                    "pull every 15m, ssh".to_owned()
+                ),
+            ]
+        );
+        let copy = e
+            .nodes
+            .iter()
+            .find(|n| n.label.starts_with("pool/copy"))
+            .unwrap();
+        // sanoid defaults fill what the entry does not set.
+        assert_eq!(
+            copy.label,
+            "pool/copy<br/>keeps: 48 hourly, 7 daily, 6 monthly"
+        );
+    }
+
+    #[test]
+    fn renderers_escape_what_their_syntax_needs() {
+        let e = estate(&[("a", A)]);
+        let m = e.mermaid();
+        assert!(m.contains("say #quot;hi#quot;"), "{m}");
+        assert!(!m.contains("say \"hi\""));
+        let d = e.dot();
+        assert!(d.contains("say \\\"hi\\\""), "{d}");
+        assert!(d.contains("\\n"), "line breaks become \\n in DOT");
+        assert!(!d.contains("<br/>"));
+        // Every edge endpoint is a declared node or host anchor.
+        for edge in &e.edges {
+            for id in [&edge.from, &edge.to] {
+                assert!(
+                    d.contains(&format!("    {id} [")),
+                    "{id} is not declared:\n{d}"
+                );
+            }
+        }
     }
 }

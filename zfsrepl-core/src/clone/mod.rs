@@ -9,11 +9,17 @@
 //! clone, up to date / create / replace, and which leftovers of earlier runs
 //! to clean up — or refuses, with the reason, when a dataset in the way was
 //! not made by zfsrepl for this spec. [`execute`] runs a plan: clone under a
-//! temporary name (`<clone>.zfsrepl-new`), pre-swap hook, rename the old
-//! clone aside (`<clone>.zfsrepl-old-<unix time>`) and the new one into
-//! place, export properties, post-swap hook, destroy the old clone once
-//! nothing holds it (else a later run retries). A failure before the swap is
-//! complete leaves the previous clones serving.
+//! temporary name (`<clone>.zfsrepl-new`, unmounted), pre-swap hook, unmount
+//! the old clone and rename it aside (`<clone>.zfsrepl-old-<unix time>`),
+//! rename the new one into place and mount it, export properties, post-swap
+//! hook, destroy the old clone once nothing holds it (else a later run
+//! retries). A failure before the swap is complete leaves the previous
+//! clones serving. [`execute_with`] adds steps before and after the swap
+//! (the policy's exports, mounts and proxies: `crate::target`).
+//!
+//! Clones are swapped unmounted because renaming a mounted dataset
+//! remounts it, which fails while anything holds it, and zfs-fuse refuses
+//! it outright ("dataset is busy").
 //!
 //! The snapshots clones come from are pinned ([`clone_origins`]): pruning
 //! keeps them with a reason, and [`stale_origins`] finds clones whose

@@ -24,6 +24,7 @@
 //! [container.off]
 //! host = "off2"
 //! ctid = 113
+//! address = "10.1.0.113"              # optional: for NFS clients and the graph
 //! rootfs = "zfs-nvme/pve/subvol-113-disk-0"
 //! [container.off.mounts]
 //! mp0 = { dataset = "zfs-hdd/off/products", path = "/mnt/off/products" }
@@ -89,7 +90,7 @@ const CLONE_KEYS: &[&str] = &[
     "post-swap",
     "hook-timeout",
 ];
-const CONTAINER_KEYS: &[&str] = &["host", "ctid", "rootfs", "mounts"];
+const CONTAINER_KEYS: &[&str] = &["host", "ctid", "address", "rootfs", "mounts"];
 const MOUNT_KEYS: &[&str] = &["dataset", "path", "host-path", "read-only", "backup"];
 const EXPORT_KEYS: &[&str] = &[
     "host",
@@ -270,6 +271,8 @@ pub struct Container {
     pub host: String,
     /// Its CTID (100 and up).
     pub ctid: u32,
+    /// Its network address, when other sections name it (an NFS client).
+    pub address: Option<String>,
     /// Its root file system subvolume, when on ZFS.
     pub rootfs: Option<DatasetName>,
     /// Its `mpN` bind mounts, by N.
@@ -428,8 +431,9 @@ pub(crate) struct RawTargets {
     refs: Vec<(usize, Range<usize>, Ref)>,
     /// The host of the section being read (for its dataset references).
     at: Option<String>,
-    /// (kind, name) -> (file, span), to refuse duplicates across files.
-    seen: BTreeMap<(&'static str, String), (usize, Range<usize>)>,
+    /// (kind, name) -> where it is first defined (`file:line:col`), to
+    /// refuse duplicates across files.
+    seen: BTreeMap<(&'static str, String), String>,
 }
 
 fn origin(file: usize, span: &Range<usize>) -> Origin {
@@ -477,13 +481,19 @@ impl RawTargets {
                     );
                     continue;
                 };
-                if let Some((pf, pspan)) = self.seen.get(&(kind, name.to_owned())) {
-                    let _ = (pf, pspan);
-                    cx.error(span.clone(), format!("{kind} `{name}` is defined twice"));
+                if let Some(first) = self.seen.get(&(kind, name.to_owned())) {
+                    cx.error_help(
+                        span.clone(),
+                        format!("{kind} `{name}` is defined twice"),
+                        format!("the first is at {first}"),
+                    );
                     continue;
                 }
-                self.seen
-                    .insert((kind, name.to_owned()), (file, span.clone()));
+                let at = cx.src.error(span.clone(), "");
+                self.seen.insert(
+                    (kind, name.to_owned()),
+                    format!("{}:{}:{}", at.file.display(), at.line, at.column),
+                );
                 let what = format!("{kind} `{name}`");
                 match kind {
                     "clone" => self.read_clone(cx, file, name, &span, st, what),
@@ -712,6 +722,10 @@ impl RawTargets {
                 None
             }
         };
+        let address = f
+            .get("address")
+            .and_then(|v| cx.string(v, "address"))
+            .map(str::to_owned);
         let rootfs = f
             .get("rootfs")
             .and_then(|v| self.dataset(cx, file, v, "rootfs"));
@@ -794,6 +808,7 @@ impl RawTargets {
             name: name.to_owned(),
             host,
             ctid: u32::try_from(ctid).unwrap_or(u32::MAX),
+            address,
             rootfs,
             mounts,
             origin: origin(file, span),
@@ -1278,6 +1293,40 @@ impl RawTargets {
                         ),
                     ));
                 }
+            }
+        }
+        // A stunnel host reached through a tunnel of this policy: the
+        // tunnel's client side must accept where the host says it listens.
+        for tu in &t.tunnels {
+            if !is_here(Some(&tu.client)) {
+                continue;
+            }
+            let Some(h) = hosts
+                .iter()
+                .find(|h| h.name == tu.server && h.transport == super::Transport::Stunnel)
+            else {
+                continue;
+            };
+            let (addr, port) = match tu.client_accept.rsplit_once(':') {
+                Some((a, p)) => (a, p),
+                None => ("", tu.client_accept.as_str()),
+            };
+            let port_ok = h.port.is_none_or(|p| p.to_string() == port);
+            let addr_ok = addr.is_empty() || addr == h.address;
+            if !port_ok || !addr_ok {
+                diags.push(sources[tu.origin.file].diagnostic(
+                    Severity::Error,
+                    tu.origin.span.clone(),
+                    format!(
+                        "tunnel `{}` accepts on {} but [host.{}] is reached through {}:{}",
+                        tu.name,
+                        tu.client_accept,
+                        h.name,
+                        h.address,
+                        h.port.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                    ),
+                    Some("make `client-accept` and the host's address:port the same".into()),
+                ));
             }
         }
         // Two containers with one CTID on one host.

@@ -366,13 +366,59 @@ fn duplicates_across_files_and_ids() {
     let d = crate::policy::validate(&[a, b]).unwrap_err();
     let msgs: Vec<String> =
         d.0.iter()
-            .map(|d| format!("{}:{}:{} {}", d.file.display(), d.line, d.column, d.message))
+            .map(|d| {
+                format!(
+                    "{}:{}:{} {}{}",
+                    d.file.display(),
+                    d.line,
+                    d.column,
+                    d.message,
+                    d.help
+                        .as_ref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default()
+                )
+            })
             .collect();
     assert_eq!(
         msgs,
         [
-            "b.toml:1:8 clone `s` is defined twice",
+            "b.toml:1:8 clone `s` is defined twice (the first is at a.toml:7:8)",
             "b.toml:9:9 Export_Id 5 on h is also used by [export.e1]",
+        ]
+    );
+}
+
+#[test]
+fn a_stunnel_host_and_its_tunnel_agree_on_the_port() {
+    let tunnel = |accept: &str| {
+        format!(
+            r#"
+[host.here]
+transport = "local"
+[host.far]
+address = "127.0.0.1"
+port = 8470
+transport = "stunnel"
+psk-file = "/etc/stunnel/psk"
+[tunnel.link]
+client = "here"
+server = "far"
+client-accept = "{accept}"
+server-accept = 8470
+server-connect = "127.0.0.1:22"
+psk-identity = "link"
+psk-file = "/etc/stunnel/psk"
+"#
+        )
+    };
+    let _ = policy(&tunnel("127.0.0.1:8470"));
+    let _ = policy(&tunnel("8470"));
+    let e = errors(&tunnel("127.0.0.1:8471"));
+    assert_eq!(
+        e,
+        [
+            "14:9: tunnel `link` accepts on 127.0.0.1:8471 but [host.far] is reached through 127.0.0.1:8470 (make `client-accept` and the host's address:port the same)"
         ]
     );
 }
