@@ -104,6 +104,10 @@ remove_demo() {
     fi
   done
   if [ -d "$DIR" ]; then
+    if grep -q " $DIR/" /proc/mounts; then
+      echo "something is still mounted under $DIR: not removing it" >&2
+      return 1
+    fi
     # zfs-fuse may still hold a mount under it for a moment.
     rm -rf "$DIR" 2>/dev/null || { sleep 2; rm -rf "$DIR"; }
     note "removed $DIR"
@@ -204,7 +208,7 @@ say "policy: $POLICY"
 "$BIN" policy check "$POLICY" | sed 's/^/   /'
 
 say "starting the daemon: zfsrepl daemon --policy policies/demo/demo.toml"
-ZFSREPL_LOG=info "$BIN" daemon --policy "$POLICY" </dev/null >"$LOG" 2>&1 &
+NO_COLOR=1 ZFSREPL_LOG=info "$BIN" daemon --policy "$POLICY" </dev/null >"$LOG" 2>&1 &
 DAEMON_PID=$!
 echo "$DAEMON_PID" >"$PIDFILE"
 for _ in $(seq 1 80); do
@@ -293,8 +297,10 @@ else
   note "NOT replicated: $n1 snapshot(s) on off1, $n3 on ovh3"
   ok=0
 fi
-if [ "$ORIGINS" -ge 1 ]; then
-  note "staging clones refreshed: $ORIGINS snapshot(s) served in turn, now $LAST_ORIGIN (first $FIRST_ORIGIN)"
+if [ "$ORIGINS" -ge 2 ]; then
+  note "staging clones refreshed: made from $FIRST_ORIGIN, swapped $((ORIGINS - 1)) time(s) since, now from $LAST_ORIGIN"
+elif [ "$ORIGINS" -ge 1 ]; then
+  note "staging clones refreshed: made from $LAST_ORIGIN"
 else
   note "NO staging clone was made"
   ok=0
@@ -309,6 +315,11 @@ if [ "$QUICK" = 0 ]; then
   [ "$ORIGINS" -ge 2 ] || { note "the staging clones were never swapped to a newer snapshot"; ok=0; }
 fi
 errors=$(grep -c ' ERROR ' "$LOG" || true)
-note "daemon log: $(wc -l <"$LOG") lines, $errors error(s) ($LOG)"
+retried=$(grep -c 'retrying in' "$LOG" || true)
+note "daemon log: $(wc -l <"$LOG") lines, $errors error(s), $retried transient failure(s) retried ($LOG)"
+if [ "$retried" -gt 0 ]; then
+  # The FAILED column of `zfsrepl status` counts these attempts.
+  grep 'transient=true' "$LOG" | sed 's/^.*failed: /     retried: /; s/ job=.*//' | sort | uniq -c | head -n 5
+fi
 [ "$ok" = 1 ] || die "see above"
 printf '\ndemo OK in %ss\n' "$(($(date +%s) - T0))"
