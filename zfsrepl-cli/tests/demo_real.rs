@@ -39,7 +39,11 @@ fn the_quick_demo_replicates_refreshes_a_clone_stops_cleanly_and_cleans_up() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let all = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(out.status.success(), "demo failed ({:?}):\n{all}", out.status);
+    assert!(
+        out.status.success(),
+        "demo failed ({:?}):\n{all}",
+        out.status
+    );
     eprintln!("quick demo: {took:?}");
     for want in [
         // Status of the four jobs, from the daemon's control socket.
@@ -62,7 +66,10 @@ fn the_quick_demo_replicates_refreshes_a_clone_stops_cleanly_and_cleans_up() {
         "demo OK in",
         "destroyed pool zr_demo_ovh3",
     ] {
-        assert!(all.contains(want), "{want:?} not in the demo's output:\n{all}");
+        assert!(
+            all.contains(want),
+            "{want:?} not in the demo's output:\n{all}"
+        );
     }
     let replicated = stdout
         .lines()
