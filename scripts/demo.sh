@@ -20,7 +20,7 @@
 # Usage: scripts/demo.sh [--quick] [--keep] [--bin PATH]
 #        scripts/demo.sh --clean
 #   --quick     stop as soon as both replicas have snapshots and the staging
-#               clones exist (about 30 s; no pruning or second refresh yet)
+#               clones exist (about 20 s; no pruning or second refresh yet)
 #   --keep      keep the pools, the daemon's state and log (not the daemon)
 #   --clean     remove a kept demo
 #   --bin PATH  use this zfsrepl binary instead of building one
@@ -127,11 +127,10 @@ bash scripts/setup-zfs.sh
 
 if [ -z "$BIN" ]; then
   say "building zfsrepl (release, --locked)"
-  if ! command -v cargo >/dev/null 2>&1; then
-    note "installing Debian's Rust toolchain (cargo)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq cargo >/dev/null
-  fi
+  # Debian's own cargo is too old (rust-version in Cargo.toml): rustup's.
+  command -v cargo >/dev/null 2>&1 || [ ! -x "$HOME/.cargo/bin/cargo" ] || PATH=$HOME/.cargo/bin:$PATH
+  command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found: install Rust $(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml) or newer (https://rustup.rs), or pass --bin PATH"
   cargo build --release --locked -p zfsrepl-cli
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/zfsrepl
 fi
