@@ -191,6 +191,9 @@ kind = "replicate"
 source = "{src}/data"
 targets = ["local:{t1}/copy"]
 after = "snap"
+# Slow enough that the 24 MiB transfer stopped by SIGTERM below is seen
+# running (about 3 s) even on a fast or idle machine.
+bwlimit = 8_000_000
 
 # The slow target: replicated only when triggered by hand.
 [job.repl-slow]
