@@ -431,6 +431,7 @@ mod tests {
                 },
             ],
             alerts: Vec::new(),
+            listener: None,
         };
         let t = render(&s);
         for want in [

@@ -637,3 +637,117 @@ lock-dir = "{d}/locks"
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+/// `[daemon] listen`: the daemon hosts the agent listener of `zfsrepl
+/// serve --listen`. It refuses to start with an unsafe secrets file or a
+/// taken port; `zfsrepl send` to `tls://` replicates into this host as a
+/// known peer; an unknown identity is refused; SIGTERM stops it cleanly.
+#[test]
+fn daemon_hosts_the_agent_listener() {
+    use std::os::unix::fs::PermissionsExt;
+    const ID: &str = "off2";
+    const KEY: &str = "8a2e7f1c9b3d4a6e5f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data@zfsrepl_a");
+    dst.apply("+ inbox");
+    let dir = tempfile::tempdir().unwrap();
+    let psk = |name: &str, line: &str, mode: u32| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{line}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let server_psk = psk("server.psk", &format!("{ID}:{KEY}"), 0o644);
+    let client_psk = psk("client.psk", &format!("{ID}:{KEY}"), 0o600);
+    let stranger_psk = psk("stranger.psk", &format!("stranger:{KEY}"), 0o600);
+    let peers = dir.path().join("peers.toml");
+    std::fs::write(
+        &peers,
+        format!(
+            "[[peer]]\nidentity = {ID:?}\nwrite-roots = [\"{}/inbox\"]\n",
+            dst.name()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"version = 1
+[daemon]
+control-socket = "{d}/control.sock"
+state-dir = "{d}/state"
+lock-dir = "{d}/locks"
+stop-timeout = "10s"
+listen = "127.0.0.1:{port}"
+psk-file = "{psk}"
+peers = "{peers}"
+"#,
+            d = dir.path().display(),
+            psk = server_psk.display(),
+            peers = peers.display(),
+        ),
+    )
+    .unwrap();
+    let daemon_once = || {
+        zfsrepl()
+            .args(["daemon", "--policy"])
+            .arg(&policy)
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .failure()
+    };
+    // A secrets file others can read: refused, naming the fix.
+    daemon_once().stderr(predicate::str::contains("chmod 600"));
+    std::fs::set_permissions(&server_psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The port taken: refused, naming the address.
+    {
+        let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        daemon_once().stderr(predicate::str::contains(format!(
+            "cannot listen on 127.0.0.1:{port}"
+        )));
+    }
+    let daemon = Daemon::start(&policy, dir.path());
+    let url = format!("tls://127.0.0.1:{port}/{}/inbox/copy", dst.name());
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
+        .arg(&client_psk)
+        .args(["--identity", ID])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    // The copy holds the source's newest snapshot (a sync snapshot).
+    let copied = snapshots(&format!("{}/inbox/copy", dst.name()));
+    let newest = snapshots(&format!("{}/data", src.name())).pop().unwrap();
+    assert!(copied.contains(&newest), "{copied:?}\n{}", daemon.log());
+    // An identity the daemon has no key for: refused.
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
+        .arg(&stranger_psk)
+        .args(["--identity", "stranger"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure();
+    let s = status(dir.path());
+    assert_eq!(
+        s["listener"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{s:#}"
+    );
+    assert_eq!(s["listener"]["sessions_accepted"], 1, "{s:#}");
+    assert!(
+        daemon.log().contains("connection refused"),
+        "{}",
+        daemon.log()
+    );
+    let log = daemon.log.clone();
+    assert!(daemon.stop(Duration::from_secs(20)).success());
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("agent listener stopped"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is closed"
+    );
+}
