@@ -670,27 +670,27 @@ fn daemon_hosts_the_agent_listener() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let policy = dir.path().join("p.toml");
-    std::fs::write(
-        &policy,
+    let policy_text = |port: u16, psk: &Path| {
         format!(
             r#"version = 1
 [daemon]
 control-socket = "{d}/control.sock"
 state-dir = "{d}/state"
 lock-dir = "{d}/locks"
+metrics-address = "127.0.0.1:{metrics_port}"
 stop-timeout = "10s"
 listen = "127.0.0.1:{port}"
 psk-file = "{psk}"
 peers = "{peers}"
 "#,
             d = dir.path().display(),
-            psk = server_psk.display(),
+            psk = psk.display(),
             peers = peers.display(),
-        ),
-    )
-    .unwrap();
+        )
+    };
+    std::fs::write(&policy, policy_text(port, &server_psk)).unwrap();
     let daemon_once = || {
         zfsrepl()
             .args(["daemon", "--policy"])
@@ -742,6 +742,55 @@ peers = "{peers}"
         "{}",
         daemon.log()
     );
+    let m = metrics(&format!("127.0.0.1:{metrics_port}"));
+    assert!(
+        m.contains("zfsrepl_agent_sessions_total{identity=\"off2\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("zfsrepl_agent_sessions_active 0"), "{m}");
+
+    // A reload moving the listener to a port with an unsafe secrets file:
+    // refused, the listener stays where it was.
+    let port2 = free_port();
+    let bad_psk = psk("bad.psk", &format!("{ID}:{KEY}"), 0o644);
+    std::fs::write(&policy, policy_text(port2, &bad_psk)).unwrap();
+    let sock = dir.path().join("control.sock");
+    zfsrepl()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("chmod 600"));
+    let s = status(dir.path());
+    assert_eq!(
+        s["listener"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{s:#}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // A good one: the listener moves.
+    std::fs::write(&policy, policy_text(port2, &server_psk)).unwrap();
+    zfsrepl()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success();
+    let s = status(dir.path());
+    assert_eq!(
+        s["listener"]["address"],
+        format!("127.0.0.1:{port2}"),
+        "{s:#}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let url2 = format!("tls://127.0.0.1:{port2}/{}/inbox/copy", dst.name());
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url2, "--psk-file"])
+        .arg(&client_psk)
+        .args(["--identity", ID])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let port = port2;
     let log = daemon.log.clone();
     assert!(daemon.stop(Duration::from_secs(20)).success());
     let log = std::fs::read_to_string(log).unwrap();
