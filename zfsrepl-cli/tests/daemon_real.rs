@@ -709,7 +709,7 @@ peers = "{peers}"
             "cannot listen on 127.0.0.1:{port}"
         )));
     }
-    let daemon = Daemon::start(&policy, dir.path());
+    let mut daemon = Daemon::start(&policy, dir.path());
     let url = format!("tls://127.0.0.1:{port}/{}/inbox/copy", dst.name());
     zfsrepl()
         .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
@@ -791,8 +791,44 @@ peers = "{peers}"
         .assert()
         .success();
     let port = port2;
+
+    // SIGTERM with a session open: the port closes at once, the daemon
+    // waits for the session (up to the stop timeout, 10s).
+    use zfsrepl_core::transport::tls::{PskSecrets, TlsConnector, TlsOptions};
+    let secrets = PskSecrets::load(&client_psk).unwrap();
+    let conn = TlsConnector::new(&secrets, Some(ID), &TlsOptions::default())
+        .unwrap()
+        .connect(&format!("127.0.0.1:{port}"))
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the session to start", || {
+        status(dir.path())["listener"]["sessions_active"] == 1
+    });
+    daemon.signal("TERM");
+    wait_for(Duration::from_secs(5), "the port to close", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon waits for the open session:\n{}",
+        daemon.log()
+    );
+    drop(conn);
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the daemon did not stop once the session ended:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{}", daemon.log());
     let log = daemon.log.clone();
-    assert!(daemon.stop(Duration::from_secs(20)).success());
+    drop(daemon);
     let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("agent listener stopped"), "{log}");
     assert!(
