@@ -730,6 +730,10 @@ peers = "{peers}"
         .timeout(Duration::from_secs(60))
         .assert()
         .failure();
+    // Counted once the server's side of the handshake returned.
+    wait_for(Duration::from_secs(10), "the refusal to be counted", || {
+        status(dir.path())["listener"]["sessions_refused"] == 1
+    });
     let s = status(dir.path());
     assert_eq!(
         s["listener"]["address"],
@@ -737,6 +741,7 @@ peers = "{peers}"
         "{s:#}"
     );
     assert_eq!(s["listener"]["sessions_accepted"], 1, "{s:#}");
+    assert_eq!(s["listener"]["sessions_refused"], 1, "{s:#}");
     assert!(
         daemon.log().contains("connection refused"),
         "{}",
@@ -748,6 +753,7 @@ peers = "{peers}"
         "{m}"
     );
     assert!(m.contains("zfsrepl_agent_sessions_active 0"), "{m}");
+    assert!(m.contains("zfsrepl_agent_sessions_refused_total 1"), "{m}");
 
     // A reload moving the listener to a port with an unsafe secrets file:
     // refused, the listener stays where it was.

@@ -22,7 +22,7 @@ use zfsrepl_core::policy::ListenSettings;
 use zfsrepl_core::stream::CancelToken;
 use zfsrepl_core::transport::tls::{PskSecrets, TlsOptions};
 use zfsrepl_core::transport::{
-    Listen, NetStream, PeerConfig, Peers, RetentionFloor, ServeOptions, serve,
+    Listen, NetStream, OnRefused, PeerConfig, Peers, RetentionFloor, ServeOptions, serve_counting,
 };
 use zfsrepl_core::zfs::LocalRunner;
 
@@ -37,6 +37,10 @@ pub struct ListenerStatus {
     pub sessions_active: usize,
     /// Sessions accepted (authenticated) since it started.
     pub sessions_accepted: u64,
+    /// Connections refused since it started (authentication failed, no
+    /// `[[peer]]` entry, too many at once).
+    #[serde(default)]
+    pub sessions_refused: u64,
 }
 
 /// Counts shared with the session threads.
@@ -44,6 +48,7 @@ pub struct ListenerStatus {
 struct Counts {
     active: AtomicUsize,
     accepted: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// Decrements the active count when a session ends, even by a panic.
@@ -103,6 +108,11 @@ impl AgentListener {
             .map_err(|e| format!("listen: {}: {e}", s.address))?;
         let floor = RetentionFloor::new(Arc::new(zfs));
         let counts = Arc::new(Counts::default());
+        let (c, m) = (counts.clone(), metrics.clone());
+        let on_refused: OnRefused = Arc::new(move || {
+            c.refused.fetch_add(1, Ordering::SeqCst);
+            m.agent_session_refused();
+        });
         let c = counts.clone();
         let handler = move |stream: NetStream, peer: &PeerConfig| {
             c.active.fetch_add(1, Ordering::SeqCst);
@@ -125,13 +135,14 @@ impl AgentListener {
         let thread = std::thread::Builder::new()
             .name("agent-listener".into())
             .spawn(move || {
-                if let Err(e) = serve(
+                if let Err(e) = serve_counting(
                     &listener,
                     &listen,
                     &Arc::new(peers),
                     ServeOptions::default(),
                     &stop,
                     Arc::new(handler),
+                    &on_refused,
                 ) {
                     error!(error = %e, "the agent listener failed");
                 }
@@ -166,6 +177,7 @@ impl AgentListener {
             address: self.local.to_string(),
             sessions_active: self.active(),
             sessions_accepted: self.counts.accepted.load(Ordering::SeqCst),
+            sessions_refused: self.counts.refused.load(Ordering::SeqCst),
         }
     }
 

@@ -62,6 +62,7 @@ pub struct Metrics {
     zfs_latency: HistFamily,
     sessions: Family<Labels, Counter>,
     sessions_active: Gauge,
+    sessions_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,7 @@ impl Metrics {
             zfs_latency: Family::new_with_constructor(zfs_histogram),
             sessions: Family::default(),
             sessions_active: Gauge::default(),
+            sessions_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Job runs started", m.runs.clone());
@@ -136,6 +138,11 @@ impl Metrics {
             "Agent sessions being served by the daemon's listener",
             m.sessions_active.clone(),
         );
+        registry.register(
+            "agent_sessions_refused",
+            "Connections refused by the daemon's listener (authentication, no peer entry, too many)",
+            m.sessions_refused.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -145,6 +152,11 @@ impl Metrics {
             .get_or_create(&labels(&[("identity", identity)]))
             .inc();
         self.sessions_active.inc();
+    }
+
+    /// The listener refused a connection.
+    pub fn agent_session_refused(&self) {
+        self.sessions_refused.inc();
     }
 
     /// A session of the listener ended.
