@@ -509,7 +509,9 @@ impl Daemon {
     fn reload(&mut self) -> Response {
         match load(&self.opts.policy_files) {
             Ok(p) => {
-                if p.daemon.listen != self.policy.daemon.listen
+                // Against what runs (not the old policy): a listener that
+                // could not be restarted is retried.
+                if p.daemon.listen.as_ref() != self.agent.as_ref().map(AgentListener::settings)
                     && let Err(e) = self.restart_listener(p.daemon.listen.as_ref())
                 {
                     let msg = format!("{e}: keeping the policy loaded at {}", self.policy_loaded);
