@@ -227,6 +227,12 @@ pub fn render(s: &Status) -> String {
         ago(now, Some(s.policy_loaded)),
         if s.stopping { ", STOPPING" } else { "" }
     );
+    if let Some(l) = &s.listener {
+        out.push_str(&format!(
+            "agent listener on {}: {} session(s) now, {} accepted, {} refused\n",
+            l.address, l.sessions_active, l.sessions_accepted, l.sessions_refused
+        ));
+    }
     if let Some(e) = &s.reload_error {
         out.push_str(&format!("last reload REFUSED (old policy kept):\n{e}\n"));
     }
@@ -431,10 +437,17 @@ mod tests {
                 },
             ],
             alerts: Vec::new(),
+            listener: Some(zfsrepl_daemon::listen::ListenerStatus {
+                address: "0.0.0.0:8470".into(),
+                sessions_active: 1,
+                sessions_accepted: 7,
+                sessions_refused: 2,
+            }),
         };
         let t = render(&s);
         for want in [
             "zfsrepl daemon pid 42, up 2h, policy loaded 1h ago",
+            "agent listener on 0.0.0.0:8470: 1 session(s) now, 7 accepted, 2 refused",
             "last reload REFUSED (old policy kept):\np.toml:3:1",
             "repl  replicate  after snap  1m ago    failed   retry 1 in 30s",
             "    -> off1:b/a: lag 1h30m, common zfsrepl_x",

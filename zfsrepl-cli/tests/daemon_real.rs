@@ -640,3 +640,208 @@ lock-dir = "{d}/locks"
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+/// `[daemon] listen`: the daemon hosts the agent listener of `zfsrepl
+/// serve --listen`. It refuses to start with an unsafe secrets file or a
+/// taken port; `zfsrepl send` to `tls://` replicates into this host as a
+/// known peer; an unknown identity is refused; SIGTERM stops it cleanly.
+#[test]
+fn daemon_hosts_the_agent_listener() {
+    use std::os::unix::fs::PermissionsExt;
+    const ID: &str = "off2";
+    const KEY: &str = "8a2e7f1c9b3d4a6e5f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ data\n+ data@zfsrepl_a");
+    dst.apply("+ inbox");
+    let dir = tempfile::tempdir().unwrap();
+    let psk = |name: &str, line: &str, mode: u32| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{line}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let server_psk = psk("server.psk", &format!("{ID}:{KEY}"), 0o644);
+    let client_psk = psk("client.psk", &format!("{ID}:{KEY}"), 0o600);
+    let stranger_psk = psk("stranger.psk", &format!("stranger:{KEY}"), 0o600);
+    let peers = dir.path().join("peers.toml");
+    std::fs::write(
+        &peers,
+        format!(
+            "[[peer]]\nidentity = {ID:?}\nwrite-roots = [\"{}/inbox\"]\n",
+            dst.name()
+        ),
+    )
+    .unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let policy = dir.path().join("p.toml");
+    let policy_text = |port: u16, psk: &Path| {
+        format!(
+            r#"version = 1
+[daemon]
+control-socket = "{d}/control.sock"
+state-dir = "{d}/state"
+lock-dir = "{d}/locks"
+metrics-address = "127.0.0.1:{metrics_port}"
+stop-timeout = "10s"
+listen = "127.0.0.1:{port}"
+psk-file = "{psk}"
+peers = "{peers}"
+"#,
+            d = dir.path().display(),
+            psk = psk.display(),
+            peers = peers.display(),
+        )
+    };
+    std::fs::write(&policy, policy_text(port, &server_psk)).unwrap();
+    let daemon_once = || {
+        zfsrepl()
+            .args(["daemon", "--policy"])
+            .arg(&policy)
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .failure()
+    };
+    // A secrets file others can read: refused, naming the fix.
+    daemon_once().stderr(predicate::str::contains("chmod 600"));
+    std::fs::set_permissions(&server_psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The port taken: refused, naming the address.
+    {
+        let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        daemon_once().stderr(predicate::str::contains(format!(
+            "cannot listen on 127.0.0.1:{port}"
+        )));
+    }
+    let mut daemon = Daemon::start(&policy, dir.path());
+    let url = format!("tls://127.0.0.1:{port}/{}/inbox/copy", dst.name());
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
+        .arg(&client_psk)
+        .args(["--identity", ID])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    // The copy holds the source's newest snapshot (a sync snapshot).
+    let copied = snapshots(&format!("{}/inbox/copy", dst.name()));
+    let newest = snapshots(&format!("{}/data", src.name())).pop().unwrap();
+    assert!(copied.contains(&newest), "{copied:?}\n{}", daemon.log());
+    // An identity the daemon has no key for: refused.
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
+        .arg(&stranger_psk)
+        .args(["--identity", "stranger"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure();
+    // Counted once the server's side of the handshake returned.
+    wait_for(Duration::from_secs(10), "the refusal to be counted", || {
+        status(dir.path())["listener"]["sessions_refused"] == 1
+    });
+    let s = status(dir.path());
+    assert_eq!(
+        s["listener"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{s:#}"
+    );
+    assert_eq!(s["listener"]["sessions_accepted"], 1, "{s:#}");
+    assert_eq!(s["listener"]["sessions_refused"], 1, "{s:#}");
+    assert!(
+        daemon.log().contains("connection refused"),
+        "{}",
+        daemon.log()
+    );
+    let m = metrics(&format!("127.0.0.1:{metrics_port}"));
+    assert!(
+        m.contains("zfsrepl_agent_sessions_total{identity=\"off2\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("zfsrepl_agent_sessions_active 0"), "{m}");
+    assert!(m.contains("zfsrepl_agent_sessions_refused_total 1"), "{m}");
+
+    // A reload moving the listener to a port with an unsafe secrets file:
+    // refused, the listener stays where it was.
+    let port2 = free_port();
+    let bad_psk = psk("bad.psk", &format!("{ID}:{KEY}"), 0o644);
+    std::fs::write(&policy, policy_text(port2, &bad_psk)).unwrap();
+    let sock = dir.path().join("control.sock");
+    zfsrepl()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("chmod 600"));
+    let s = status(dir.path());
+    assert_eq!(
+        s["listener"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{s:#}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // A good one: the listener moves.
+    std::fs::write(&policy, policy_text(port2, &server_psk)).unwrap();
+    zfsrepl()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .assert()
+        .success();
+    let s = status(dir.path());
+    assert_eq!(
+        s["listener"]["address"],
+        format!("127.0.0.1:{port2}"),
+        "{s:#}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let url2 = format!("tls://127.0.0.1:{port2}/{}/inbox/copy", dst.name());
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url2, "--psk-file"])
+        .arg(&client_psk)
+        .args(["--identity", ID])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let port = port2;
+
+    // SIGTERM with a session open: the port closes at once, the daemon
+    // waits for the session (up to the stop timeout, 10s).
+    use zfsrepl_core::transport::tls::{PskSecrets, TlsConnector, TlsOptions};
+    let secrets = PskSecrets::load(&client_psk).unwrap();
+    let conn = TlsConnector::new(&secrets, Some(ID), &TlsOptions::default())
+        .unwrap()
+        .connect(&format!("127.0.0.1:{port}"))
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the session to start", || {
+        status(dir.path())["listener"]["sessions_active"] == 1
+    });
+    daemon.signal("TERM");
+    wait_for(Duration::from_secs(5), "the port to close", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon waits for the open session:\n{}",
+        daemon.log()
+    );
+    drop(conn);
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the daemon did not stop once the session ended:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{}", daemon.log());
+    let log = daemon.log.clone();
+    drop(daemon);
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("agent listener stopped"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is closed"
+    );
+}

@@ -90,6 +90,9 @@ pub struct Status {
     pub jobs: Vec<JobStatus>,
     /// Targets past the lag limit.
     pub alerts: Vec<LagAlert>,
+    /// The agent listener (`[daemon] listen`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<crate::listen::ListenerStatus>,
 }
 
 /// The answer.

@@ -25,6 +25,7 @@ use zfsrepl_core::zfs::CapsCache;
 
 use crate::control::{JobStatus, Request, Response, Status, TargetStatus};
 use crate::exec::{Ctx, Outcome, run_job};
+use crate::listen::AgentListener;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::protect::LagAlert;
@@ -220,6 +221,8 @@ struct Daemon {
     done_tx: mpsc::UnboundedSender<Done>,
     started: Timestamp,
     stopping: bool,
+    /// The agent listener (`[daemon] listen`).
+    agent: Option<AgentListener>,
 }
 
 impl Daemon {
@@ -498,6 +501,7 @@ impl Daemon {
             stopping: self.stopping,
             jobs,
             alerts: self.alerts.values().flatten().cloned().collect(),
+            listener: self.agent.as_ref().map(AgentListener::status),
         }
     }
 
@@ -505,6 +509,16 @@ impl Daemon {
     fn reload(&mut self) -> Response {
         match load(&self.opts.policy_files) {
             Ok(p) => {
+                // Against what runs (not the old policy): a listener that
+                // could not be restarted is retried.
+                if p.daemon.listen.as_ref() != self.agent.as_ref().map(AgentListener::settings)
+                    && let Err(e) = self.restart_listener(p.daemon.listen.as_ref())
+                {
+                    let msg = format!("{e}: keeping the policy loaded at {}", self.policy_loaded);
+                    error!("reload refused: {msg}");
+                    self.reload_error = Some(msg.clone());
+                    return Response::Error { message: msg };
+                }
                 let old = &self.policy.daemon;
                 let mut notes = Vec::new();
                 if p.daemon.control_socket != old.control_socket
@@ -546,6 +560,37 @@ impl Daemon {
                 error!("reload refused:\n{msg}");
                 self.reload_error = Some(msg.clone());
                 Response::Error { message: msg }
+            }
+        }
+    }
+
+    /// Stops the agent listener and starts it with `new` settings; if
+    /// they fail, starts it again with the old ones and says why.
+    fn restart_listener(&mut self, new: Option<&policy::ListenSettings>) -> Result<(), String> {
+        let old = self.agent.take().map(|mut a| {
+            a.stop();
+            a.settings().clone()
+        });
+        let Some(new) = new else {
+            return Ok(());
+        };
+        match AgentListener::start(new, self.opts.zfs_bin.clone(), self.metrics.clone()) {
+            Ok(a) => {
+                self.agent = Some(a);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(old) = old {
+                    match AgentListener::start(
+                        &old,
+                        self.opts.zfs_bin.clone(),
+                        self.metrics.clone(),
+                    ) {
+                        Ok(a) => self.agent = Some(a),
+                        Err(e2) => error!("cannot restart the old agent listener: {e2}"),
+                    }
+                }
+                Err(e)
             }
         }
     }
@@ -740,6 +785,16 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         );
         tokio::spawn(crate::metrics::serve(l, metrics.clone()));
     }
+    let agent = match &d.listen {
+        Some(l) => match AgentListener::start(l, opts.zfs_bin.clone(), metrics.clone()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(StartError::Io(e));
+            }
+        },
+        None => None,
+    };
     let sp = state_path(&state_dir);
     let (state, note) = State::load(&sp);
     if let Some(n) = note {
@@ -773,6 +828,7 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         done_tx,
         started: now,
         stopping: false,
+        agent,
         opts,
     };
     *dm.cursors
@@ -828,9 +884,15 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
     // Graceful stop: nothing new starts; running jobs get the stop timeout,
     // then are cancelled.
     dm.stopping = true;
+    // The listener accepts no more; its sessions get the stop timeout too.
+    if let Some(a) = dm.agent.as_mut() {
+        a.stop();
+    }
+    let sessions = |dm: &Daemon| dm.agent.as_ref().map_or(0, AgentListener::active);
     let timeout = dm.policy.daemon.stop_timeout;
     info!(
         running = dm.running.len(),
+        sessions = sessions(&dm),
         "stopping: waiting up to {} for running jobs",
         zfsrepl_core::schedule::fmt_duration(timeout)
     );
@@ -840,8 +902,9 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
     ));
     let deadline = tokio::time::Instant::now() + timeout;
     let mut cancelled = false;
-    while !dm.running.is_empty() {
+    while !dm.running.is_empty() || (sessions(&dm) > 0 && !cancelled) {
         tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)), if sessions(&dm) > 0 => {}
             Some(done) = done_rx.recv() => dm.finished(done),
             Some(Control::Request(req, reply)) = ctl_rx.recv() => {
                 let _ = reply.send(dm.control(req));
@@ -864,6 +927,12 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
                 cancelled = true;
             }
         }
+    }
+    if sessions(&dm) > 0 {
+        warn!(
+            sessions = sessions(&dm),
+            "stop timeout reached: agent sessions still running are cut"
+        );
     }
     dm.save();
     let _ = std::fs::remove_file(&socket);

@@ -9,6 +9,7 @@
 //!   classification.
 //! - [`protect`]: replication-aware pruning (pure).
 //! - [`state`]: the persistent state file.
+//! - [`listen`]: the agent listener (`[daemon] listen`).
 //! - [`control`]: the control socket protocol and its client.
 //! - [`metrics`]: Prometheus metrics and `/metrics`.
 //! - [`notify`]: systemd's notify protocol.
@@ -16,6 +17,7 @@
 pub mod control;
 pub mod daemon;
 pub mod exec;
+pub mod listen;
 pub mod metrics;
 pub mod notify;
 pub mod protect;

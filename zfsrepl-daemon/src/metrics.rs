@@ -60,6 +60,9 @@ pub struct Metrics {
     taken: Family<Labels, Counter>,
     destroyed: Family<Labels, Counter>,
     zfs_latency: HistFamily,
+    sessions: Family<Labels, Counter>,
+    sessions_active: Gauge,
+    sessions_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,9 @@ impl Metrics {
             taken: Family::default(),
             destroyed: Family::default(),
             zfs_latency: Family::new_with_constructor(zfs_histogram),
+            sessions: Family::default(),
+            sessions_active: Gauge::default(),
+            sessions_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Job runs started", m.runs.clone());
@@ -122,7 +128,40 @@ impl Metrics {
             "Latency of zfs commands (streams excluded)",
             m.zfs_latency.clone(),
         );
+        registry.register(
+            "agent_sessions",
+            "Agent sessions accepted by the daemon's listener, by PSK identity",
+            m.sessions.clone(),
+        );
+        registry.register(
+            "agent_sessions_active",
+            "Agent sessions being served by the daemon's listener",
+            m.sessions_active.clone(),
+        );
+        registry.register(
+            "agent_sessions_refused",
+            "Connections refused by the daemon's listener (authentication, no peer entry, too many)",
+            m.sessions_refused.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// The listener accepted a session of `identity`.
+    pub fn agent_session_started(&self, identity: &str) {
+        self.sessions
+            .get_or_create(&labels(&[("identity", identity)]))
+            .inc();
+        self.sessions_active.inc();
+    }
+
+    /// The listener refused a connection.
+    pub fn agent_session_refused(&self) {
+        self.sessions_refused.inc();
+    }
+
+    /// A session of the listener ended.
+    pub fn agent_session_ended(&self) {
+        self.sessions_active.dec();
     }
 
     /// A run started.

@@ -43,6 +43,9 @@
 //! per-host = 1
 //! stop-timeout = "2m"
 //! lag-limit = "7d"
+//! listen = "0.0.0.0:8470"        # serve the agent to peers over TLS-PSK
+//! psk-file = "/etc/zfsrepl/psk"  # with listen: the keys (IDENTITY:KEY)
+//! peers = "/etc/zfsrepl/peers.toml" # with listen: `[[peer]]` rights
 //! ```
 //!
 //! A dataset reference is `pool/ds` (this host) or `HOST:pool/ds`, where
@@ -327,6 +330,21 @@ pub struct DaemonSettings {
     pub retry_backoff: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// The agent listener hosted by the daemon (`listen`, `psk-file`,
+    /// `peers`), as `zfsrepl serve --listen` runs it; none: no listener.
+    pub listen: Option<ListenSettings>,
+}
+
+/// `[daemon] listen`: where and to whom the daemon serves the agent over
+/// TLS-PSK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenSettings {
+    /// The address to listen on.
+    pub address: SocketAddr,
+    /// stunnel-format secrets (`IDENTITY:KEY` lines).
+    pub psk_file: PathBuf,
+    /// The peers file: one `[[peer]]` of rights per identity.
+    pub peers: PathBuf,
 }
 
 impl Default for DaemonSettings {
@@ -344,6 +362,7 @@ impl Default for DaemonSettings {
             retries: 3,
             retry_backoff: Duration::from_secs(30),
             retry_max: Duration::from_secs(30 * 60),
+            listen: None,
         }
     }
 }
@@ -392,6 +411,9 @@ const DAEMON_KEYS: &[&str] = &[
     "retries",
     "retry-backoff",
     "retry-max",
+    "listen",
+    "psk-file",
+    "peers",
 ];
 
 /// Host, job and daemon entries gathered from every file, checked against
@@ -438,6 +460,57 @@ fn path(cx: &mut Cx<'_>, v: &Value<'_>, key: &str) -> Option<PathBuf> {
         return None;
     }
     Some(PathBuf::from(s))
+}
+
+/// `listen`, `psk-file` and `peers` of `[daemon]`: all or none.
+fn read_listen(cx: &mut Cx<'_>, f: &mut Fields<'_, '_>, d: &mut DaemonSettings) {
+    let mut address = None;
+    if let Some(v) = f.get("listen")
+        && let Some(s) = cx.string(v, "listen")
+    {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => address = Some(a),
+            Err(_) => cx.error_help(
+                v.span(),
+                format!("`listen` = {s:?} is not an IP address and port"),
+                "e.g. \"0.0.0.0:8470\" or \"[::]:8470\"",
+            ),
+        }
+    }
+    let psk_file = f.get("psk-file").and_then(|v| path(cx, v, "psk-file"));
+    let peers = f.get("peers").and_then(|v| path(cx, v, "peers"));
+    let listen_span = f.key_span("listen");
+    match (listen_span, address, psk_file, peers) {
+        (_, Some(address), Some(psk_file), Some(peers)) => {
+            d.listen = Some(ListenSettings {
+                address,
+                psk_file,
+                peers,
+            });
+        }
+        (Some(span), _, psk, peers) => {
+            for (key, missing) in [("psk-file", psk.is_none()), ("peers", peers.is_none())] {
+                if missing && f.key_span(key).is_none() {
+                    cx.error_help(
+                        span.clone(),
+                        format!("`listen` needs `{key}`"),
+                        "the listener serves the agent over TLS-PSK: give the keys (`psk-file`) and the peers' rights (`peers`)",
+                    );
+                }
+            }
+        }
+        (None, ..) => {
+            for key in ["psk-file", "peers"] {
+                if let Some(span) = f.key_span(key) {
+                    cx.error_help(
+                        span,
+                        format!("`{key}` without `listen`"),
+                        "`psk-file` and `peers` belong to the daemon's listener: add `listen = \"ADDR:PORT\"` or remove them",
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn dataset_ref(cx: &mut Cx<'_>, s: &str, span: Range<usize>) -> Option<DatasetRef> {
@@ -614,6 +687,7 @@ impl Raw {
                 *slot = x;
             }
         }
+        read_listen(cx, &mut f, &mut d);
         if d.retry_backoff.is_zero() {
             cx.error(
                 f.key_span("retry-backoff").unwrap_or(key_span.clone()),

@@ -202,6 +202,23 @@ fn no_daemon_sections_give_defaults() {
 }
 
 #[test]
+fn a_daemon_listener() {
+    let p = parse_str(
+        "p.toml",
+        "version = 1\n[daemon]\nlisten = \"[::]:8470\"\npsk-file = \"/etc/zfsrepl/psk\"\npeers = \"/etc/zfsrepl/peers.toml\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.daemon.listen,
+        Some(ListenSettings {
+            address: "[::]:8470".parse().unwrap(),
+            psk_file: "/etc/zfsrepl/psk".into(),
+            peers: "/etc/zfsrepl/peers.toml".into(),
+        })
+    );
+}
+
+#[test]
 fn dataset_references() {
     assert_eq!(ds("tank/a").host, None);
     assert_eq!(ds("local:tank/a").host, None);
@@ -319,6 +336,24 @@ fn located_errors() {
                 "`stop-timeout` = \"soon\"",
                 "did you mean `lag-limit`?",
             ],
+        ),
+        (
+            "[daemon]\nlisten = \"127.0.0.1:8470\"\n",
+            &[
+                "p.toml:5:1: error: `listen` needs `psk-file`",
+                "p.toml:5:1: error: `listen` needs `peers`",
+            ],
+        ),
+        (
+            "[daemon]\nlisten = \"off1:8470\"\npsk-file = \"k.psk\"\npeers = \"/etc/p.toml\"\n",
+            &[
+                "p.toml:5:10: error: `listen` = \"off1:8470\" is not an IP address and port",
+                "`psk-file` = \"k.psk\" is not an absolute path",
+            ],
+        ),
+        (
+            "[daemon]\npsk-file = \"/k.psk\"\n",
+            &["p.toml:5:1: error: `psk-file` without `listen`"],
         ),
         (
             "[job.c]\nkind = \"clone\"\ndatasets = [\"tank/a\"]\nschedule = \"daily 03:00\"\n",

@@ -50,8 +50,8 @@ use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Source};
 pub use jobs::{
-    Compression, DaemonSettings, DatasetRef, Direction, Host, Job, JobKind, Replicate, Transport,
-    Trigger,
+    Compression, DaemonSettings, DatasetRef, Direction, Host, Job, JobKind, ListenSettings,
+    Replicate, Transport, Trigger,
 };
 pub use reader::parse_duration;
 pub use settings::{Counts, HookFailure, Hooks, Monitor, Naming, Retention, Settings, Threshold};

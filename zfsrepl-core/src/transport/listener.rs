@@ -127,6 +127,31 @@ pub fn serve<H>(
 where
     H: Fn(NetStream, &PeerConfig) + Send + Sync + 'static,
 {
+    let on_refused: OnRefused = Arc::new(|| {});
+    serve_counting(listener, listen, peers, opts, cancel, handler, &on_refused)
+}
+
+/// What [`serve_counting`] calls for each connection turned away.
+pub type OnRefused = Arc<dyn Fn() + Send + Sync>;
+
+/// [`serve`], calling `on_refused` for each connection turned away: too
+/// many at once, authentication failed, no peer entry, not from the
+/// stunnel user.
+///
+/// # Errors
+/// As [`serve`].
+pub fn serve_counting<H>(
+    listener: &TcpListener,
+    listen: &Listen,
+    peers: &Arc<Peers>,
+    opts: ServeOptions,
+    cancel: &CancelToken,
+    handler: Arc<H>,
+    on_refused: &OnRefused,
+) -> std::io::Result<()>
+where
+    H: Fn(NetStream, &PeerConfig) + Send + Sync + 'static,
+{
     if let Listen::Plain { identity, .. } = listen
         && peers.get(identity).is_none()
     {
@@ -161,29 +186,40 @@ where
         }
         if active.load(Ordering::SeqCst) >= opts.max_connections {
             tracing::warn!(peer = %from, max = opts.max_connections, "too many connections: refused");
+            on_refused();
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
-        let (listen, peers, handler, active) = (
+        let (listen, peers, handler, active, on_refused) = (
             listen.clone(),
             peers.clone(),
             handler.clone(),
             active.clone(),
+            on_refused.clone(),
         );
         std::thread::spawn(move || {
-            serve_one(tcp, from, &listen, &peers, &*handler);
+            if !serve_one(tcp, from, &listen, &peers, &*handler) {
+                on_refused();
+            }
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
-fn serve_one<H>(tcp: TcpStream, from: SocketAddr, listen: &Listen, peers: &Peers, handler: &H)
+/// Authenticates one connection and serves it; false when it was refused.
+fn serve_one<H>(
+    tcp: TcpStream,
+    from: SocketAddr,
+    listen: &Listen,
+    peers: &Peers,
+    handler: &H,
+) -> bool
 where
     H: Fn(NetStream, &PeerConfig),
 {
     if let Err(e) = tcp.set_nonblocking(false) {
         tracing::warn!(peer = %from, error = %e, "cannot set the socket blocking");
-        return;
+        return false;
     }
     let (stream, identity) = match listen {
         Listen::Tls { acceptor, no_entry } => match acceptor.accept(tcp) {
@@ -193,12 +229,12 @@ where
             }
             Err(TlsError::UnknownIdentity { identity, .. }) if no_entry.contains(&identity) => {
                 tracing::warn!(peer = %from, identity = %identity, "connection refused: the identity has a key but no [[peer]] entry");
-                return;
+                return false;
             }
             Err(e) => {
                 // UnknownIdentity and KeyMismatch name the identity.
                 tracing::warn!(peer = %from, error = %e, "connection refused");
-                return;
+                return false;
             }
         },
         Listen::Plain {
@@ -211,11 +247,11 @@ where
                     Ok(Some(uid)) if uid == *want => {}
                     Ok(uid) => {
                         tracing::warn!(peer = %from, uid = ?uid, want = *want, "plain connection refused: not from the stunnel user");
-                        return;
+                        return false;
                     }
                     Err(e) => {
                         tracing::warn!(peer = %from, error = %e, "plain connection refused: cannot tell who connected");
-                        return;
+                        return false;
                     }
                 }
             }
@@ -223,7 +259,7 @@ where
             let s = NetStream::Plain(tcp);
             if let Err(e) = s.set_io_timeout(*io_timeout) {
                 tracing::warn!(peer = %from, error = %e, "cannot set timeouts");
-                return;
+                return false;
             }
             (s, identity.clone())
         }
@@ -232,11 +268,12 @@ where
         // Cannot happen for TLS (only identities with an entry have keys)
         // nor for plain (checked at start); refused all the same.
         tracing::warn!(peer = %from, identity = %identity, "identity has no peer entry: refused");
-        return;
+        return false;
     };
     tracing::info!(peer = %from, identity = %identity, protocol = %stream.protocol(), "connection accepted");
     handler(stream, peer);
     tracing::info!(peer = %from, identity = %identity, "connection closed");
+    true
 }
 
 #[cfg(test)]

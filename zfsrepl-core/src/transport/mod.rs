@@ -22,7 +22,7 @@ mod target;
 pub mod tls;
 
 pub use floor::RetentionFloor;
-pub use listener::{Listen, ServeOptions, check_plain_addr, serve};
+pub use listener::{Listen, OnRefused, ServeOptions, check_plain_addr, serve, serve_counting};
 pub use net::NetStream;
 pub use peers::{PeerConfig, Peers, PeersError};
 pub use peeruid::peer_uid;
