@@ -391,7 +391,7 @@ fn daemon_snapshots_replicates_prunes_reloads_stops_and_resumes() {
         .arg(&sock)
         .assert()
         .success();
-    wait_for(Duration::from_secs(30), "repl running", || {
+    wait_for(Duration::from_secs(90), "repl running", || {
         job(&status(dir.path()), "repl")["running"] == true
     });
     let runs_before = job(&status(dir.path()), "snap")["runs"].as_u64().unwrap();
