@@ -724,3 +724,57 @@ fn link_cut_mid_stream_between_two_namespaces_then_retry_completes() {
         attempts.len()
     );
 }
+
+/// Two hosts as network namespaces linked through a real stunnel: zfsrepl
+/// pushes into `stunnel://` (a stunnel client port on this host), stunnel
+/// carries it over TLS-PSK across the veth link to `zfsrepl serve
+/// --listen` in the other namespace; twice (full, then incremental).
+#[test]
+fn through_a_real_stunnel_between_two_namespaces() {
+    let ns = NetNs::new();
+    let src = TestPool::mounted();
+    let dst = TestPool::new();
+    let sroot = hostile_source(&src);
+    dst.apply("+ inbox");
+    let inbox = dst.ds("inbox");
+    let f = Files::new();
+    let psk = f.psk("server.psk", &format!("{PUSHER}:{KEY}\n"));
+    let config = peers(&f, &[&inbox], &[&sroot]);
+    let server = Serve::spawn(
+        Some(&ns.name),
+        &format!("{}:0", ns.there),
+        &[
+            "--psk-file",
+            psk.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let link = Stunnel::start(&StunnelSpec {
+        client: true,
+        connect: server.addr.clone(),
+        secrets: format!("{PUSHER}:{KEY}\n"),
+        identity: Some(PUSHER.to_owned()),
+        tls: StunnelTls::Default,
+    });
+    let target = inbox.child("copy").unwrap();
+    for round in 0..2 {
+        if round == 1 {
+            src.write("-d: x.y", "more", 200_000);
+            src.apply("+ \"-d: x.y@between\"");
+        }
+        let o = send(
+            &["-r"],
+            sroot.as_str(),
+            &format!("stunnel://{}/{}", link.addr(), target.as_str()),
+        );
+        assert!(
+            o.status.success(),
+            "round {round}: {}\n{}\n{}",
+            show(&o),
+            link.log(),
+            server.log()
+        );
+    }
+    same_newest(&tree(&src, &sroot), &tree(&dst, &target));
+}
