@@ -41,7 +41,7 @@ use zfsrepl_core::replication::execute::{BytesOnly, ExecOptions, ExecReport, exe
 use zfsrepl_core::replication::gather::gather_tree_input;
 use zfsrepl_core::replication::{ReplicationPolicy, SyncJob, plan_tree};
 use zfsrepl_core::stream::{CancelToken, CopyOptions};
-use zfsrepl_core::testing::TestPool;
+use zfsrepl_core::testing::{TestPool, kill_zfs_child};
 use zfsrepl_core::zfs::{ListSpec, LocalRunner};
 use zfsrepl_core::{DatasetName, Guid, ZfsCli, ZfsRead, ZfsWrite};
 
@@ -151,44 +151,6 @@ fn plain_run(
     )
 }
 
-/// Kills (SIGKILL) our own child `zfs <sub> ...` whose argv mentions
-/// `needle`; true when one was found. Only processes this test started.
-fn kill_child(sub: &str, needle: &str) -> bool {
-    let me = std::process::id().to_string();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`: the comm may hold spaces.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if ppid != Some(me.as_str()) {
-            continue;
-        }
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<String> = cmd
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if argv.len() > 2
-            && argv[0].ends_with("zfs")
-            && argv[1] == sub
-            && argv.iter().any(|a| a.contains(needle))
-        {
-            let st = Command::new("kill").args(["-9", &pid]).status().unwrap();
-            return st.success();
-        }
-    }
-    false
-}
-
 /// A run slowed to 4 MiB/s whose `zfs <sub>` is killed (or which is
 /// cancelled, for "cancel") once 256 KiB of a stream went. Returns whether
 /// the fault landed (the stream may end before, or between children).
@@ -207,7 +169,7 @@ fn faulty_run(
             if sub == "cancel" {
                 cancel.cancel();
                 landed.store(true, Ordering::SeqCst);
-            } else if kill_child(sub, needle) {
+            } else if kill_zfs_child(sub, needle) {
                 landed.store(true, Ordering::SeqCst);
             }
         }

@@ -16,7 +16,7 @@ use zfsrepl_core::replication::execute::{BytesOnly, ExecOptions, ExecReport, exe
 use zfsrepl_core::replication::gather::gather_tree_input;
 use zfsrepl_core::replication::{ReplicationPlan, ReplicationPolicy, SyncJob, plan_tree};
 use zfsrepl_core::stream::{CancelToken, CopyOptions};
-use zfsrepl_core::testing::TestPool;
+use zfsrepl_core::testing::{TestPool, kill_zfs_child};
 use zfsrepl_core::zfs::{ListSpec, LocalRunner};
 use zfsrepl_core::{DatasetName, ZfsCli, ZfsRead, ZfsWrite};
 
@@ -93,44 +93,6 @@ fn names(zfs: &ZfsCli<LocalRunner>, ds: &DatasetName) -> Vec<String> {
     snaps(zfs, ds).into_iter().map(|(n, _)| n).collect()
 }
 
-/// Kills (SIGKILL) our own child `zfs <sub> ...` whose argv mentions
-/// `needle`; true when one was found. Only processes this test started.
-fn kill_child(sub: &str, needle: &str) -> bool {
-    let me = std::process::id().to_string();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`: the comm may hold spaces.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if ppid != Some(me.as_str()) {
-            continue;
-        }
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<String> = cmd
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if argv.len() > 2
-            && argv[0].ends_with("zfs")
-            && argv[1] == sub
-            && argv.iter().any(|a| a.contains(needle))
-        {
-            let st = Command::new("kill").args(["-9", &pid]).status().unwrap();
-            return st.success();
-        }
-    }
-    false
-}
-
 /// A copy slowed to 2 MiB/s whose `zfs <sub>` is killed (or, for `sub`
 /// "cancel", which is cancelled) once 256 KiB went.
 fn killing_run(
@@ -147,7 +109,7 @@ fn killing_run(
             if sub == "cancel" {
                 cancel.cancel();
             } else {
-                assert!(kill_child(sub, needle), "no zfs {sub} child to kill");
+                assert!(kill_zfs_child(sub, needle), "no zfs {sub} child to kill");
             }
         }
     };

@@ -298,3 +298,48 @@ impl Drop for TestPool {
 pub fn zfs_binary() -> OsString {
     std::env::var_os("ZFSREPL_ZFS").unwrap_or_else(|| "zfs".into())
 }
+
+/// Kills (SIGKILL) our own child `zfs <sub> ...` whose argv mentions
+/// `needle`; true when one was found. Only processes this test started.
+///
+/// # Panics
+/// When `/proc` cannot be read or `kill` cannot be run.
+#[must_use]
+pub fn kill_zfs_child(sub: &str, needle: &str) -> bool {
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the comm may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid != Some(me.as_str()) {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = cmd
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if argv.len() > 2
+            && argv[0].ends_with("zfs")
+            && argv[1] == sub
+            && argv.iter().any(|a| a.contains(needle))
+        {
+            let st = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .expect("kill");
+            return st.success();
+        }
+    }
+    false
+}
