@@ -9,137 +9,17 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use assert_cmd::cargo::CommandCargoExt;
 use predicates::prelude::*;
 use serde_json::Value;
 use zfsrepl_core::testing::TestPool;
 
-fn zfsrepl() -> Command {
-    Command::cargo_bin("zfsrepl").unwrap()
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(policy: &Path, dir: &Path) -> Self {
-        let log = dir.join(format!(
-            "daemon-{}.log",
-            Instant::now().elapsed().as_nanos()
-        ));
-        let mut cmd = StdCommand::cargo_bin("zfsrepl").unwrap();
-        cmd.args(["daemon", "--policy"])
-            .arg(policy)
-            .env("ZFSREPL_LOG", "info,zfsrepl_daemon=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().unwrap();
-        let d = Self { child, log };
-        // Ready when the control socket answers.
-        let sock = dir.join("control.sock");
-        wait_for(Duration::from_secs(20), "the control socket", || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = StdCommand::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -s {sig}");
-    }
-
-    /// SIGTERM and wait; the exit status.
-    fn stop(mut self, within: Duration) -> std::process::ExitStatus {
-        self.signal("TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                start.elapsed() < within,
-                "daemon did not stop within {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn status(dir: &Path) -> Value {
-    let out = zfsrepl()
-        .args(["status", "--json", "--socket"])
-        .arg(dir.join("control.sock"))
-        .assert()
-        .success();
-    serde_json::from_slice(&out.get_output().stdout).unwrap()
-}
-
-fn job<'v>(s: &'v Value, name: &str) -> &'v Value {
-    s["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == name)
-        .unwrap_or_else(|| panic!("no job {name} in {s}"))
-}
-
-fn snapshots(dataset: &str) -> Vec<String> {
-    let out = StdCommand::new("zfs")
-        .args([
-            "list",
-            "-H",
-            "-t",
-            "snapshot",
-            "-o",
-            "name",
-            "-s",
-            "createtxg",
-            "-r",
-            "-d",
-            "1",
-        ])
-        .arg(dataset)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('@').map(|(_, s)| s.to_owned()))
-        .collect()
-}
+mod common;
+use common::{Daemon, job, snapshots, status, wait_for, zfsrepl};
 
 fn metrics(addr: &str) -> String {
     let mut c = std::net::TcpStream::connect(addr).unwrap();

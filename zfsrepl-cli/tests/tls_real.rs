@@ -22,6 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use zfsrepl_core::testing::netns::NetNs;
 use zfsrepl_core::testing::stunnel::{Stunnel, StunnelSpec, StunnelTls};
 use zfsrepl_core::testing::{TestPool, zfs_binary};
 use zfsrepl_core::transport::tls::{PskSecrets, TlsConnector, TlsOptions};
@@ -545,78 +546,6 @@ fn server_killed_mid_stream_then_the_next_run_completes() {
         server.log()
     );
     same_newest(&tree(&src, &sroot), &tree(&dst, &target));
-}
-
-/// A second "host": a network namespace joined to this one by a veth pair
-/// (`10.213.N.1` here, `10.213.N.2` there), torn down on drop.
-struct NetNs {
-    name: String,
-    veth: String,
-    here: String,
-    there: String,
-}
-
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run ip (install iproute2): {e}");
-    });
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-impl NetNs {
-    fn new() -> Self {
-        let id = std::process::id();
-        let name = format!("zfsrepl_t{id}");
-        let veth = format!("zr{}a", id % 100_000);
-        let peer = format!("zr{}b", id % 100_000);
-        let net = 1 + id % 250;
-        let (here, there) = (format!("10.213.{net}.1"), format!("10.213.{net}.2"));
-        // Leftovers of a killed earlier run with the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let _ = Command::new("ip").args(["link", "del", &veth]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Self {
-            name,
-            veth,
-            here,
-            there,
-        };
-        ip(&[
-            "link", "add", &ns.veth, "type", "veth", "peer", "name", &peer,
-        ]);
-        ip(&["link", "set", &peer, "netns", &ns.name]);
-        ip(&["addr", "add", &format!("{}/24", ns.here), "dev", &ns.veth]);
-        ip(&["link", "set", &ns.veth, "up"]);
-        let inside = |args: &[&str]| {
-            let mut a = vec!["netns", "exec", &ns.name, "ip"];
-            a.extend_from_slice(args);
-            ip(&a);
-        };
-        inside(&["link", "set", "lo", "up"]);
-        inside(&["addr", "add", &format!("{}/24", ns.there), "dev", &peer]);
-        inside(&["link", "set", &peer, "up"]);
-        ns
-    }
-
-    /// Cuts (`false`) or restores (`true`) the link.
-    fn link(&self, up: bool) {
-        ip(&["link", "set", &self.veth, if up { "up" } else { "down" }]);
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
 }
 
 #[test]

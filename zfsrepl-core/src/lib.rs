@@ -52,6 +52,7 @@
 
 pub mod agent;
 pub mod clone;
+pub mod failpoint;
 pub mod graph;
 pub mod hooks;
 pub mod lock;

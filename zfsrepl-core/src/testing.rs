@@ -1,7 +1,8 @@
 //! Test support (feature `test-util`): [`TestPool`], a real file-backed pool
 //! with a unique name that is destroyed on drop, and the fixture DSL that
 //! populates it; [`sshd`], a private sshd for ssh and agent tests;
-//! [`stunnel`], a real stunnel for interoperability tests.
+//! [`stunnel`], a real stunnel for interoperability tests; [`netns`], a
+//! second host as a network namespace whose link can be cut.
 //!
 //! Real-pool tests never skip: when no ZFS is available [`TestPool::new`]
 //! panics with the command that sets it up (`scripts/setup-zfs.sh`), so a CI
@@ -16,6 +17,7 @@ use std::time::Duration;
 use crate::name::{DatasetName, SnapshotName};
 use crate::zfs::{Capabilities, LocalRunner, ZfsCli};
 
+pub mod netns;
 pub mod sshd;
 pub mod stunnel;
 
@@ -306,21 +308,39 @@ pub fn zfs_binary() -> OsString {
 /// When `/proc` cannot be read or `kill` cannot be run.
 #[must_use]
 pub fn kill_zfs_child(sub: &str, needle: &str) -> bool {
-    let me = std::process::id().to_string();
+    kill_zfs_where(sub, needle, Some(std::process::id()))
+}
+
+/// Kills (SIGKILL) every `zfs <sub> ...` process on the machine whose argv
+/// mentions `needle` (a test's unique pool name: the processes a daemon or
+/// server under test started for it); true when one was found.
+///
+/// # Panics
+/// When `/proc` cannot be read or `kill` cannot be run.
+#[must_use]
+pub fn kill_zfs_process(sub: &str, needle: &str) -> bool {
+    kill_zfs_where(sub, needle, None)
+}
+
+fn kill_zfs_where(sub: &str, needle: &str, parent: Option<u32>) -> bool {
+    let parent = parent.map(|p| p.to_string());
+    let mut found = false;
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let pid = e.file_name().to_string_lossy().into_owned();
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`: the comm may hold spaces.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if ppid != Some(me.as_str()) {
-            continue;
+        if let Some(want) = &parent {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`: the comm may hold spaces.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid != Some(want.as_str()) {
+                continue;
+            }
         }
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
             continue;
@@ -338,8 +358,8 @@ pub fn kill_zfs_child(sub: &str, needle: &str) -> bool {
                 .args(["-9", &pid])
                 .status()
                 .expect("kill");
-            return st.success();
+            found |= st.success();
         }
     }
-    false
+    found
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use zfsrepl_core::Guid;
+use zfsrepl_core::{Guid, failpoint};
 
 /// The state file's format version.
 pub const STATE_VERSION: u32 = 1;
@@ -100,6 +100,30 @@ pub struct State {
     pub cursors: BTreeMap<String, BTreeMap<String, Cursor>>,
 }
 
+/// Removes `.state.json.tmp-PID` files next to `path` whose process is
+/// gone (a save cut short by a crash). Best effort.
+fn remove_dead_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Where the state lives in a state directory.
 #[must_use]
 pub fn state_path(dir: &Path) -> PathBuf {
@@ -111,8 +135,12 @@ impl State {
     /// state; an unreadable or corrupt one is renamed aside
     /// (`state.json.corrupt-<time>`) and an empty state is returned, with
     /// a message saying so.
+    ///
+    /// Temporary files left by a writer that died mid-save (their process
+    /// is gone) are removed: the state file itself is whole, old or new.
     #[must_use]
     pub fn load(path: &Path) -> (Self, Option<String>) {
+        remove_dead_temporaries(path);
         let text = match fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -195,11 +223,23 @@ impl State {
                 .mode(0o600)
                 .open(&tmp)?;
             let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-            f.write_all(&json)?;
+            // Crash points at every step (tests only, see
+            // zfsrepl_core::failpoint): a crash anywhere leaves the old
+            // file or the new one, never a mix.
+            failpoint::hit("state-open");
+            let (a, b) = json.split_at(json.len() / 2);
+            f.write_all(a)?;
+            failpoint::hit("state-write");
+            f.write_all(b)?;
             f.write_all(b"\n")?;
+            failpoint::hit("state-fsync");
             f.sync_all()?;
+            failpoint::hit("state-rename");
             fs::rename(&tmp, path)?;
-            File::open(dir)?.sync_all()
+            failpoint::hit("state-dirsync");
+            File::open(dir)?.sync_all()?;
+            failpoint::hit("state-saved");
+            Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -216,6 +256,26 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_writers_temporary_is_removed_a_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path());
+        State::fresh().save(&path).unwrap();
+        // pid 0 never names a live process; our own pid is alive.
+        let dead = dir.path().join(".state.json.tmp-0");
+        let live = dir
+            .path()
+            .join(format!(".state.json.tmp-{}", std::process::id()));
+        let other = dir.path().join(".other.tmp-0");
+        for f in [&dead, &live, &other] {
+            fs::write(f, b"{\"jobs\": {").unwrap();
+        }
+        let (s, msg) = State::load(&path);
+        assert_eq!((s, msg), (State::fresh(), None));
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+    }
 
     #[test]
     fn round_trip_missing_and_corrupt() {

@@ -658,11 +658,12 @@ impl Raw {
             && let Some(s) = cx.string(v, "metrics-address")
         {
             match s.parse::<SocketAddr>() {
+                _ if s == "none" => d.metrics_address = None,
                 Ok(a) => d.metrics_address = Some(a),
                 Err(_) => cx.error_help(
                     v.span(),
                     format!("`metrics-address` = {s:?} is not an IP address and port"),
-                    "e.g. \"127.0.0.1:9811\" or \"[::1]:9811\"",
+                    "e.g. \"127.0.0.1:9811\", \"[::1]:9811\", or \"none\" for no metrics server",
                 ),
             }
         }

@@ -201,6 +201,18 @@ fn no_daemon_sections_give_defaults() {
     assert_eq!(p.daemon, DaemonSettings::default());
 }
 
+/// docs/design/daemon.md documented `metrics-address = "none"` before the
+/// parser accepted it.
+#[test]
+fn metrics_address_none_means_no_metrics_server() {
+    let p = parse_str(
+        "p.toml",
+        "version = 1\n[daemon]\nmetrics-address = \"none\"\n",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(p.daemon.metrics_address, None);
+}
+
 #[test]
 fn a_daemon_listener() {
     let p = parse_str(
