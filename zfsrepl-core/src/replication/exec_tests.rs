@@ -446,3 +446,94 @@ fn without_written_a_modified_target_is_seen_by_referenced() {
     // onto it incrementally.
     assert_eq!(gather().into_iter().collect::<Vec<_>>(), [ds("back/data")]);
 }
+
+/// Found by the daemon chaos runner (`chaos_daemon_real`): a receive that
+/// completed although its run failed (zfs-fuse finishes a receive whose
+/// client went away) left the base unheld, and the next run, finding the
+/// target up to date, did not hold it either.
+#[test]
+fn an_up_to_date_run_holds_an_unheld_base_on_both_sides() {
+    let src = FakeZfs::from_fixture("+ tank\n+ tank/data\n+ tank/data/c\n");
+    let dst = FakeZfs::from_fixture("+ back\n");
+    let j = job();
+    let s1 = j.snapshot_name(at(1));
+    let r = run(&src, &dst, Some(1), false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    let tag = j.hold_tag();
+    let (a, b) = (format!("tank/data/c@{s1}"), format!("back/data/c@{s1}"));
+    // The holds of the child are lost, as if the run had stopped before
+    // them.
+    for (z, s) in [(&src, &a), (&dst, &b)] {
+        z.release(&tag, &[SnapshotName::parse(s).unwrap()]).unwrap();
+        assert!(holds(z, s).is_empty());
+    }
+    let r = run(&src, &dst, None, false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    assert!(
+        r.plan
+            .datasets
+            .iter()
+            .all(|d| matches!(d.action, Action::UpToDate))
+    );
+    assert_eq!(holds(&src, &a), vec![tag.clone()]);
+    assert_eq!(holds(&dst, &b), vec![tag.clone()]);
+    // Held already (the root): not held twice, nothing reported.
+    assert_eq!(holds(&src, &format!("tank/data@{s1}")), vec![tag.clone()]);
+    assert!(r.report.warnings.is_empty(), "{:#?}", r.report.warnings);
+    // And a steady no-op run runs no `zfs hold` at all.
+    let before = src.dump();
+    let r = run(&src, &dst, None, false);
+    assert_eq!(r.report.failures(), 0);
+    assert_eq!(src.dump(), before);
+}
+
+/// The same, when the cut run had moved past an older base it held: the
+/// job's tag goes from the old base to the common one, on both sides, and
+/// another job's hold stays where it is.
+#[test]
+fn an_up_to_date_run_moves_a_stale_hold_to_the_common_base() {
+    let src = FakeZfs::from_fixture("+ tank\n+ tank/data\n");
+    let dst = FakeZfs::from_fixture("+ back\n");
+    let j = job();
+    let tag = j.hold_tag();
+    let (s1, s2) = (j.snapshot_name(at(1)), j.snapshot_name(at(2)));
+    assert_eq!(run(&src, &dst, Some(1), false).report.failures(), 0);
+    // Another job holds s1 on the source too.
+    let s1_src = SnapshotName::parse(&format!("tank/data@{s1}")).unwrap();
+    src.hold("other job", std::slice::from_ref(&s1_src))
+        .unwrap();
+    // The next transfer (s1 -> s2) lands, but the run stops before its
+    // holds and cleanup: s2 is unheld, s1 keeps this job's tag.
+    let snap2 = ds("tank/data").snapshot(&s2).unwrap();
+    src.snapshot_recursive(&snap2, &[]).unwrap();
+    let mut w = Vec::new();
+    src.send(&SendSpec {
+        source: SendSource::Incremental {
+            from: crate::zfs::VersionName::Snapshot(s1_src.clone()),
+            to: snap2.clone(),
+            intermediates: false,
+        },
+        flags: SendFlags::default(),
+    })
+    .unwrap()
+    .read_to_end(&mut w)
+    .unwrap();
+    let mut sink = dst
+        .receive(&RecvSpec {
+            target: Some(ds("back/data")),
+            unmounted: true,
+            ..RecvSpec::default()
+        })
+        .unwrap();
+    sink.write_all(&w).unwrap();
+    sink.finish().unwrap();
+    let r = run(&src, &dst, None, false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    assert_eq!(holds(&src, &format!("tank/data@{s2}")), vec![tag.clone()]);
+    assert_eq!(holds(&dst, &format!("back/data@{s2}")), vec![tag.clone()]);
+    assert_eq!(
+        holds(&src, &format!("tank/data@{s1}")),
+        vec!["other job".to_owned()]
+    );
+    assert!(holds(&dst, &format!("back/data@{s1}")).is_empty());
+}

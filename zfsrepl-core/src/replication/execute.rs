@@ -182,6 +182,7 @@ where
             Ok(()) => {
                 if let Some(job) = &opts.sync
                     && let Some((s, d)) = plan_cleanup(src, input, dp, job, &mut out)
+                        .or_else(|| plan_base_holds(input, dp))
                 {
                     src_todo.push((report.datasets.len(), s));
                     dst_todo.push((report.datasets.len(), d));
@@ -404,6 +405,51 @@ where
         out.warnings.push(e.to_string());
     }
     Some((src_plan, dst_plan))
+}
+
+/// Repairs the holds of an up-to-date dataset whose last run was cut
+/// after its receive but before its holds (a daemon killed at that point,
+/// or a receive that zfs-fuse completed after its client was killed): the
+/// next run finds nothing to send, so nothing else would move the job's
+/// hold from the old base to the common one.
+///
+/// The evidence is a common base (the target's newest snapshot and the
+/// source snapshot with its guid) that nothing holds on one side or the
+/// other (`userrefs` 0): a completed run always leaves the job's hold on
+/// both. Then, on both sides, the base is held with the job's tag (a tag
+/// already there is fine) and the tag is released from every other held
+/// snapshot of the dataset (where it is not, "no such tag" is fine): the
+/// tag belongs to this job and target and marks only its base. Without the
+/// evidence nothing is done, so a steady no-op run costs no `zfs hold`.
+fn plan_base_holds(input: &TreeInput, dp: &DatasetPlan) -> Option<(SideCleanup, SideCleanup)> {
+    if !matches!(dp.action, Action::UpToDate) {
+        return None;
+    }
+    let target = input.target.iter().find(|d| d.name == dp.target)?;
+    let newest = target.snapshots().max_by_key(|v| v.createtxg)?;
+    let source = input.source.iter().find(|d| d.name == dp.source)?;
+    let base = source.snapshots().find(|v| v.guid == newest.guid)?;
+    if base.userrefs != Some(0) && newest.userrefs != Some(0) {
+        return None;
+    }
+    let side = |all: &mut dyn Iterator<Item = &Version>, base: &Version| {
+        let snap = |v: &Version| match &v.name {
+            VersionName::Snapshot(s) => Some(s.clone()),
+            VersionName::Bookmark(_) => None,
+        };
+        SideCleanup {
+            hold: snap(base),
+            release: all
+                .filter(|v| v.guid != base.guid && v.userrefs.is_some_and(|n| n > 0))
+                .filter_map(snap)
+                .collect(),
+            ..SideCleanup::default()
+        }
+    };
+    Some((
+        side(&mut source.snapshots(), base),
+        side(&mut target.snapshots(), newest),
+    ))
 }
 
 /// Runs `op` on all of `snaps` at once, and one by one where the batch

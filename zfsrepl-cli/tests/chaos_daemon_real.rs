@@ -1,0 +1,867 @@
+//! Chaos runner, system form (issue 8 item 1): the real daemon replicates a
+//! tree of datasets (one child with a hostile name) whose files change
+//! every round to two targets, a local pool and a pool behind `zfsrepl
+//! serve --listen` in another network namespace (TLS-PSK over a veth link,
+//! zstd), then prunes; the chain is snapshot -> local -> remote -> prune.
+//! A seeded RNG injects one fault per round while the chain runs:
+//! `kill -9` of the daemon, of a `zfs send`, of a `zfs receive` (either
+//! side), of the remote server; a link cut of a few seconds; a full target
+//! pool (a reservation takes its free space, released after the chain
+//! failed); a concurrent manual `zfsrepl send` of the same tree. The
+//! runner then restores what it broke, lets the daemon converge (at most 4
+//! chains) and checks:
+//!
+//! - both target trees are the source tree: no extra, partial or leftover
+//!   dataset on either target pool;
+//! - each target dataset's newest snapshot is the source's (name and
+//!   guid), and every target snapshot also on the source has its guid;
+//! - the files of both targets equal the source's, byte for byte (every
+//!   few rounds and at the end);
+//! - holds: only the common base is held, once per target job on the
+//!   source and once on each target;
+//! - snapshots zfsrepl does not own (the runner's `rN`) are untouched;
+//! - retention holds: at most `frequently` autosnaps on the source and the
+//!   local target, whose newest common snapshot is never pruned.
+//!
+//! `ZFSREPL_CHAOS_SEED` (default fixed, printed) and `ZFSREPL_CHAOS_FAULTS`
+//! (default 20, the CI form; the long form is 500) choose the run.
+//! Never skipped: without ZFS, `ip` or root it fails.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, job, status};
+use serde_json::Value;
+use zfsrepl_core::testing::netns::NetNs;
+use zfsrepl_core::testing::{TestPool, kill_zfs_process, zfs_binary};
+use zfsrepl_core::zfs::{ListSpec, LocalRunner};
+use zfsrepl_core::{DatasetName, ZfsCli, ZfsRead};
+
+const ZFSREPL: &str = env!("CARGO_BIN_EXE_zfsrepl");
+const ID: &str = "off2 to ovh3";
+const KEY: &str = "8a2e7f1c9b3d4a6e5f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+const PORT: u16 = 8470;
+/// The tree, relative to the source root `data` and the target roots.
+const CHILDREN: [&str; 3] = ["", "/plain", "/-x y: z.w"];
+/// `frequently` in the policy.
+const KEEP: usize = 3;
+
+/// splitmix64: small, deterministic, good enough to pick faults and data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    KillDaemon,
+    KillSend,
+    KillReceiveLocal,
+    KillReceiveRemote,
+    KillServer,
+    LinkCut,
+    FullLocal,
+    FullRemote,
+    Concurrent,
+    Nothing,
+}
+
+const FAULTS: [Fault; 10] = [
+    Fault::KillDaemon,
+    Fault::KillSend,
+    Fault::KillReceiveLocal,
+    Fault::KillReceiveRemote,
+    Fault::KillServer,
+    Fault::LinkCut,
+    Fault::FullLocal,
+    Fault::FullRemote,
+    Fault::Concurrent,
+    Fault::Nothing,
+];
+
+/// `zfsrepl serve --listen` in the namespace; its stderr appended to a log.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(ns: &NetNs, dir: &Path) -> Self {
+        let log_path = dir.join("serve.log");
+        let seen = std::fs::read_to_string(&log_path)
+            .map(|l| l.matches("listening on").count())
+            .unwrap_or(0);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, ZFSREPL, "serve", "-v", "--listen",
+            ])
+            .arg(format!("{}:{PORT}", ns.there))
+            .arg("--psk-file")
+            .arg(dir.join("server.psk"))
+            .arg("--config")
+            .arg(dir.join("peers.toml"))
+            .args(["--dead-peer", "4", "--io-timeout", "8"])
+            .env("ZFSREPL_ZFS", zfs_binary())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let l = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if l.matches("listening on").count() > seen {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "serve did not start:\n{l}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Everything the runner drives.
+struct World {
+    ns: NetNs,
+    src: TestPool,
+    t1: TestPool,
+    t2: TestPool,
+    dir: tempfile::TempDir,
+    policy: PathBuf,
+    daemon: Option<Daemon>,
+    server: Option<Server>,
+    /// The runner's own snapshots (`data...@rN`): dataset@name -> guid.
+    foreign: BTreeMap<String, u64>,
+}
+
+fn zfs(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(zfs_binary()).args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// One snapshot: short name, guid, userrefs.
+type Snap = (String, u64, u64);
+
+/// Every dataset under `root` (relative name) with its snapshots, oldest
+/// first.
+fn tree(root: &str) -> BTreeMap<String, Vec<Snap>> {
+    let zfs = ZfsCli::probe(LocalRunner::new(), zfs_binary()).unwrap();
+    let root_ds = DatasetName::parse(root).unwrap();
+    let l = zfs
+        .list(&ListSpec::all(vec![root_ds]))
+        .unwrap_or_else(|e| panic!("zfs list {root}: {e}"));
+    l.iter()
+        .map(|d| {
+            let rel = d.name.as_str()[root.len()..].to_owned();
+            let snaps = d
+                .snapshots()
+                .map(|v| (v.name.short().to_owned(), v.guid.0, v.userrefs.unwrap_or(0)))
+                .collect();
+            (rel, snaps)
+        })
+        .collect()
+}
+
+fn policy_text(w: &World) -> String {
+    format!(
+        r#"version = 1
+timezone = "UTC"
+
+[template.chaos]
+frequently = {KEEP}
+frequent-period = 1
+hourly = 0
+daily = 0
+monthly = 0
+
+[dataset."{s}/data"]
+use-template = "chaos"
+recursive = true
+
+[dataset."{t1}/copy"]
+use-template = "chaos"
+autosnap = false
+recursive = true
+
+[host.ovh3]
+address = "{there}"
+port = {PORT}
+transport = "tls"
+psk-file = "{dir}/client.psk"
+identity = "{ID}"
+
+[job.snap]
+kind = "snapshot"
+datasets = ["{s}/data"]
+schedule = "every 1h"
+enabled = false
+
+[job.local]
+kind = "replicate"
+source = "{s}/data"
+targets = ["{t1}/copy"]
+after = "snap"
+bwlimit = 3_000_000
+
+[job.remote]
+kind = "replicate"
+source = "{s}/data"
+targets = ["ovh3:{t2}/inbox/copy"]
+compress = "zstd"
+after = "local"
+bwlimit = 3_000_000
+
+[job.prune]
+kind = "prune"
+datasets = ["{s}/data", "{t1}/copy"]
+after = "remote"
+
+[daemon]
+control-socket = "{dir}/control.sock"
+state-dir = "{dir}/state"
+lock-dir = "{dir}/locks"
+metrics-address = "none"
+stop-timeout = "3s"
+lag-limit = "1h"
+retries = 1
+retry-backoff = "1s"
+"#,
+        s = w.src.name(),
+        t1 = w.t1.name(),
+        t2 = w.t2.name(),
+        there = w.ns.there,
+        dir = w.dir.path().display()
+    )
+}
+
+impl World {
+    fn new() -> Self {
+        let ns = NetNs::new();
+        let src = TestPool::mounted();
+        let t1 = TestPool::mounted();
+        let t2 = TestPool::mounted();
+        for t in [&t1, &t2] {
+            // Reading files to compare them is not a modification.
+            zfs(&["set", "atime=off", t.name()]).unwrap();
+        }
+        for c in CHILDREN {
+            src.apply(&format!("+ \"data{c}\""));
+        }
+        t2.apply("+ inbox");
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["server.psk", "client.psk"] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("{ID}:{KEY}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("peers.toml"),
+            format!(
+                "[[peer]]\nidentity = {ID:?}\nwrite-roots = [\"{}/inbox\"]\nallow-destroy = true\n",
+                t2.name()
+            ),
+        )
+        .unwrap();
+        let policy = dir.path().join("policy.toml");
+        let mut w = Self {
+            ns,
+            src,
+            t1,
+            t2,
+            dir,
+            policy,
+            daemon: None,
+            server: None,
+            foreign: BTreeMap::new(),
+        };
+        std::fs::write(&w.policy, policy_text(&w)).unwrap();
+        w.server = Some(Server::start(&w.ns, w.dir.path()));
+        w.start_daemon();
+        w
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn start_daemon(&mut self) {
+        self.daemon = Some(Daemon::start(&self.policy, self.dir.path()));
+    }
+
+    fn daemon_log(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.dir()).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("daemon-") {
+                all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    fn trigger(&self) {
+        let out = Command::new(ZFSREPL)
+            .args(["trigger", "snap", "--socket"])
+            .arg(self.dir().join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "trigger: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn roots(&self) -> [String; 3] {
+        [
+            format!("{}/data", self.src.name()),
+            format!("{}/copy", self.t1.name()),
+            format!("{}/inbox/copy", self.t2.name()),
+        ]
+    }
+
+    /// Changes the source's files: one child gets 2 to 3 MiB of new data,
+    /// the others a few small files rewritten.
+    fn change(&self, rng: &mut Rng, round: usize) {
+        let big = rng.below(CHILDREN.len() as u64) as usize;
+        for (i, c) in CHILDREN.iter().enumerate() {
+            let dir = self.src.mountpoint().join(format!("data{c}"));
+            let f = format!("f{}", rng.below(3));
+            let n = if i == big {
+                (2 << 20) + rng.below(1 << 20) as usize
+            } else {
+                4096 + rng.below(60_000) as usize
+            };
+            std::fs::write(dir.join(&f), rng.bytes(n)).unwrap();
+            if round % 4 == 3 {
+                let _ = std::fs::remove_file(dir.join(format!("f{}", rng.below(3))));
+                std::fs::write(dir.join("keep"), rng.bytes(100)).unwrap();
+            }
+        }
+    }
+
+    /// The runner's own recursive snapshot `rN`, recorded with its guids.
+    fn own_snapshot(&mut self, round: usize) {
+        let root = &self.roots()[0];
+        zfs(&["snapshot", "-r", &format!("{root}@r{round}")]).unwrap();
+        for (ds, snaps) in tree(root) {
+            if let Some(s) = snaps.iter().find(|s| s.0 == format!("r{round}")) {
+                self.foreign.insert(format!("{ds}@{}", s.0), s.1);
+            }
+        }
+    }
+
+    /// Thins the runner's own snapshots as a user would: those more than 6
+    /// rounds old go on the source and both targets (a held one stays).
+    fn thin(&mut self, round: usize) {
+        let Some(old) = round.checked_sub(7) else {
+            return;
+        };
+        let name = format!("r{old}");
+        for root in self.roots() {
+            let _ = zfs(&["destroy", "-r", &format!("{root}@{name}")]);
+        }
+        let src = tree(&self.roots()[0]);
+        self.foreign.retain(|k, _| {
+            let (ds, s) = k.split_once('@').unwrap();
+            s != name || src[ds].iter().any(|x| x.0 == s)
+        });
+    }
+
+    /// Takes the free space of `pool` with a reservation on a dataset of
+    /// the runner's own.
+    fn fill(&self, pool: &TestPool) {
+        let fill = format!("{}/zz_fill", pool.name());
+        zfs(&["create", "-o", "mountpoint=none", &fill])
+            .unwrap_or_else(|e| panic!("create {fill}: {e}"));
+        let avail: u64 = zfs(&["get", "-H", "-p", "-o", "value", "available", pool.name()])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Leave well under the 2 MiB a round sends at least.
+        let set = [512u64 << 10, 1 << 20, 2 << 20].iter().any(|margin| {
+            let r = format!("reservation={}", avail.saturating_sub(*margin));
+            zfs(&["set", &r, &fill]).is_ok()
+        });
+        assert!(set, "cannot fill {}", pool.name());
+    }
+
+    fn unfill(&self) {
+        for p in [&self.t1, &self.t2] {
+            let fill = format!("{}/zz_fill", p.name());
+            if zfs(&["list", "-H", "-o", "name", &fill]).is_ok() {
+                zfs(&["destroy", &fill]).unwrap();
+            }
+        }
+    }
+
+    /// Idle: no job running, queued or waiting for a retry.
+    fn idle(s: &Value) -> bool {
+        s["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["running"] == false && j["queued"] == false && j["retry"].is_null())
+    }
+
+    fn wait_idle(&self, what: &str, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let s = status(self.dir());
+            if Self::idle(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: the daemon did not settle: {s:#}\n{}",
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs the chain until every job succeeds (at most 4 chains).
+    fn converge(&self, what: &str) -> usize {
+        let mut last = Value::Null;
+        for attempt in 1..=4 {
+            let before = self.wait_idle(what, Duration::from_secs(240));
+            let runs = |s: &Value| job(s, "prune")["runs"].as_u64().unwrap_or(0);
+            self.trigger();
+            let start = Instant::now();
+            loop {
+                let s = status(self.dir());
+                if runs(&s) > runs(&before) && Self::idle(&s) {
+                    last = s;
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(240),
+                    "{what}: the chain did not end: {s:#}\n{}",
+                    self.daemon_log()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if ["snap", "local", "remote", "prune"]
+                .iter()
+                .all(|j| job(&last, j)["last_result"] == "ok")
+            {
+                return attempt;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        panic!(
+            "{what}: did not converge in 4 chains: {last:#}\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// Waits (at most `limit`) until `job` is running.
+    fn wait_running(&self, name: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if job(&status(self.dir()), name)["running"] == true {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Kills a `zfs <sub>` mentioning `needle` as soon as one runs (at
+    /// most `limit`), after a random short delay.
+    fn kill_when_running(sub: &str, needle: &str, rng: &mut Rng, limit: Duration) -> bool {
+        let delay = Duration::from_millis(rng.below(600));
+        let start = Instant::now();
+        let mut seen = None;
+        while start.elapsed() < limit {
+            if seen.is_none() && process_running(sub, needle) {
+                seen = Some(Instant::now());
+            }
+            if seen.is_some_and(|t| t.elapsed() >= delay) {
+                return kill_zfs_process(sub, needle);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Mounts both target trees, compares every file with the source's,
+    /// unmounts them.
+    fn same_files(&self, what: &str) {
+        let targets = [
+            (&self.t1, "copy".to_owned()),
+            (&self.t2, "inbox/copy".to_owned()),
+        ];
+        for (pool, root) in &targets {
+            for c in CHILDREN {
+                let ds = pool.ds(&format!("{root}{c}"));
+                zfs(&["mount", ds.as_str()]).unwrap_or_else(|e| panic!("{what}: mount {ds}: {e}"));
+            }
+        }
+        for (pool, root) in &targets {
+            for c in CHILDREN {
+                let src_dir = self.src.mountpoint().join(format!("data{c}"));
+                let dst_dir = pool.mountpoint().join(format!("{root}{c}"));
+                let names = |d: &Path| -> BTreeSet<String> {
+                    std::fs::read_dir(d)
+                        .unwrap()
+                        .flatten()
+                        .filter(|e| e.file_type().unwrap().is_file())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                };
+                let (a, b) = (names(&src_dir), names(&dst_dir));
+                assert_eq!(a, b, "{what}: files of {root}{c}");
+                assert!(!a.is_empty(), "{what}: nothing compared in {c}");
+                for n in &a {
+                    let x = std::fs::read(src_dir.join(n)).unwrap();
+                    let y = std::fs::read(dst_dir.join(n)).unwrap();
+                    assert!(x == y, "{what}: {root}{c}/{n} differs");
+                }
+            }
+        }
+        for (pool, root) in &targets {
+            for c in CHILDREN.iter().rev() {
+                let ds = pool.ds(&format!("{root}{c}"));
+                // Busy for a moment on zfs-fuse right after reads.
+                let ok = (0..50).any(|_| {
+                    let ok = zfs(&["unmount", ds.as_str()]).is_ok();
+                    if !ok {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    ok
+                });
+                assert!(ok, "{what}: cannot unmount {ds}");
+            }
+        }
+    }
+
+    /// The invariants after a converged chain.
+    fn check(&self, what: &str, files: bool) {
+        let [sroot, r1, r2] = self.roots();
+        let s = tree(&sroot);
+        let want: BTreeSet<String> = CHILDREN.iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(s.keys().cloned().collect::<BTreeSet<_>>(), want, "{what}");
+        let is_auto = |n: &str| n.starts_with("zfsrepl_") && n.ends_with("_frequently");
+        let is_own = |n: &str| n.starts_with('r') && n[1..].bytes().all(|b| b.is_ascii_digit());
+        for (c, ss) in &s {
+            // Only autosnaps and the runner's snapshots: no sync snapshot
+            // or anything else of ours.
+            for x in ss {
+                assert!(
+                    is_auto(&x.0) || is_own(&x.0),
+                    "{what}: {c}@{} on the source",
+                    x.0
+                );
+            }
+            let autos = ss.iter().filter(|x| is_auto(&x.0)).count();
+            assert!(
+                autos <= KEEP,
+                "{what}: {c}: {autos} autosnaps kept on the source: {ss:?}"
+            );
+            // The newest is the base of both replication jobs.
+            let newest = ss
+                .last()
+                .unwrap_or_else(|| panic!("{what}: {c}: no snapshot"));
+            assert_eq!(
+                newest.2,
+                2,
+                "{what}: {c}@{}: held by local and remote: {ss:?}\n{:#?}\n{:#?}\n{}",
+                newest.0,
+                tree(&r1),
+                tree(&r2),
+                self.daemon_log()
+            );
+            for x in &ss[..ss.len() - 1] {
+                assert_eq!(x.2, 0, "{what}: {c}@{} held on the source: {ss:?}", x.0);
+            }
+        }
+        for (k, guid) in &self.foreign {
+            let (ds, name) = k.split_once('@').unwrap();
+            assert!(
+                s[ds].iter().any(|x| x.0 == name && x.1 == *guid),
+                "{what}: {k} (not zfsrepl's) touched on the source"
+            );
+        }
+        for (root, pool, extra) in [(&r1, &self.t1, 1), (&r2, &self.t2, 2)] {
+            let d = tree(root);
+            assert_eq!(
+                d.keys().cloned().collect::<BTreeSet<_>>(),
+                want,
+                "{what}: {root}: {d:#?}"
+            );
+            // The pool holds the tree, its root (and inbox), nothing else.
+            let all = tree(pool.name());
+            assert_eq!(
+                all.len(),
+                want.len() + extra,
+                "{what}: {}: {all:#?}",
+                pool.name()
+            );
+            for (c, dd) in &d {
+                let ss = &s[c];
+                let (a, b) = (dd.last().unwrap(), ss.last().unwrap());
+                assert_eq!(
+                    (&a.0, a.1),
+                    (&b.0, b.1),
+                    "{what}: {root}{c}: newest: {dd:?} {ss:?}"
+                );
+                for t in dd {
+                    if let Some(x) = ss.iter().find(|x| x.0 == t.0) {
+                        assert_eq!(x.1, t.1, "{what}: {root}{c}@{}: guid", t.0);
+                    }
+                }
+                assert_eq!(a.2, 1, "{what}: {root}{c}@{}: the held base: {dd:?}", a.0);
+                for x in &dd[..dd.len() - 1] {
+                    assert_eq!(x.2, 0, "{what}: {root}{c}@{} held: {dd:?}", x.0);
+                }
+                if extra == 1 {
+                    let autos = dd.iter().filter(|x| is_auto(&x.0)).count();
+                    assert!(
+                        autos <= KEEP,
+                        "{what}: {root}{c}: {autos} autosnaps: {dd:?}"
+                    );
+                }
+            }
+        }
+        if files {
+            self.same_files(what);
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // The daemon and the server before the pools they use.
+        drop(self.daemon.take());
+        drop(self.server.take());
+        self.unfill();
+    }
+}
+
+/// Whether a `zfs <sub>` whose argv mentions `needle` runs now.
+fn process_running(sub: &str, needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            return false;
+        };
+        let argv: Vec<String> = cmd
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        argv.len() > 2
+            && argv[0].ends_with("zfs")
+            && argv[1] == sub
+            && argv.iter().any(|a| a.contains(needle))
+    })
+}
+
+#[test]
+fn chaos_daemon_two_targets_converges_after_every_fault() {
+    let started = Instant::now();
+    let seed: u64 = std::env::var("ZFSREPL_CHAOS_SEED")
+        .ok()
+        .map_or(0x5EED_DAE0, |s| s.parse().expect("ZFSREPL_CHAOS_SEED"));
+    let faults: usize = std::env::var("ZFSREPL_CHAOS_FAULTS")
+        .ok()
+        .map_or(20, |s| s.parse().expect("ZFSREPL_CHAOS_FAULTS"));
+    eprintln!("chaos-daemon: seed {seed}, {faults} faults (ZFSREPL_CHAOS_SEED to replay)");
+    let mut rng = Rng(seed);
+    let mut w = World::new();
+    w.change(&mut rng, 0);
+    w.own_snapshot(0);
+    w.converge("initial");
+    w.check("initial", true);
+
+    let (mut injected, mut landed, mut survived) = (0usize, 0usize, 0usize);
+    let mut tally: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut chains = 0;
+    let mut round = 0;
+    while injected < faults {
+        round += 1;
+        // Most rounds change the files and take a snapshot of the runner's
+        // to send; the others send what the autosnaps (once a minute) bring,
+        // so the files stay those of the newest snapshot.
+        if rng.below(4) != 0 {
+            w.change(&mut rng, round);
+            w.own_snapshot(round);
+        }
+        let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+        let what = format!("round {round} ({fault:?}, seed {seed})");
+        let (src_name, t1_name, t2_name) = (
+            w.src.name().to_owned(),
+            w.t1.name().to_owned(),
+            w.t2.name().to_owned(),
+        );
+        let mut concurrent = None;
+        match fault {
+            Fault::FullLocal => w.fill(&w.t1),
+            Fault::FullRemote => w.fill(&w.t2),
+            _ => {}
+        }
+        w.trigger();
+        let hit = match fault {
+            Fault::KillDaemon => {
+                std::thread::sleep(Duration::from_millis(rng.below(3000)));
+                let mut d = w.daemon.take().unwrap();
+                let _ = d.child.kill();
+                let _ = d.child.wait();
+                drop(d);
+                w.start_daemon();
+                true
+            }
+            Fault::KillSend => {
+                World::kill_when_running("send", &src_name, &mut rng, Duration::from_secs(20))
+            }
+            Fault::KillReceiveLocal => {
+                World::kill_when_running("receive", &t1_name, &mut rng, Duration::from_secs(20))
+            }
+            Fault::KillReceiveRemote => {
+                World::kill_when_running("receive", &t2_name, &mut rng, Duration::from_secs(30))
+            }
+            Fault::KillServer => {
+                let running = w.wait_running("remote", Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(rng.below(1500)));
+                w.server.take().unwrap().kill();
+                std::thread::sleep(Duration::from_millis(500 + rng.below(1500)));
+                w.server = Some(Server::start(&w.ns, w.dir()));
+                running
+            }
+            Fault::LinkCut => {
+                let running = w.wait_running("remote", Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(rng.below(1000)));
+                w.ns.link(false);
+                std::thread::sleep(Duration::from_millis(2000 + rng.below(6000)));
+                w.ns.link(true);
+                running
+            }
+            Fault::FullLocal | Fault::FullRemote => {
+                // The chain runs into the full pool, then space comes back.
+                let s = w.wait_idle(&what, Duration::from_secs(240));
+                let j = if fault == Fault::FullLocal {
+                    "local"
+                } else {
+                    "remote"
+                };
+                let r = job(&s, j);
+                let failed = r["last_result"] == "failed";
+                if failed {
+                    let e = r["last_error"].as_str().unwrap_or("");
+                    assert!(
+                        e.contains("space") || e.contains("quota"),
+                        "{what}: a full pool is said as such: {e}"
+                    );
+                }
+                w.unfill();
+                failed
+            }
+            Fault::Concurrent => {
+                // A manual send of the same tree while the chain runs: it
+                // waits for nothing, so it succeeds or is refused (busy, or
+                // the target moved meanwhile), and never breaks anything.
+                std::thread::sleep(Duration::from_millis(rng.below(1500)));
+                let [sroot, r1, _] = w.roots();
+                concurrent = Some(
+                    Command::new(ZFSREPL)
+                        .args(["send", "-r", "--no-sync-snap", "--no-hold", "--lock-dir"])
+                        .arg(w.dir().join("locks"))
+                        .args(["--", &sroot, &r1])
+                        .env("ZFSREPL_ZFS", zfs_binary())
+                        .output()
+                        .unwrap(),
+                );
+                true
+            }
+            Fault::Nothing => false,
+        };
+        if let Some(o) = &concurrent {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.code().is_some_and(|c| c <= 2) && !err.contains("panicked"),
+                "{what}: manual send: {:?}\n{err}",
+                o.status
+            );
+        }
+        if fault != Fault::Nothing {
+            injected += 1;
+            landed += usize::from(hit);
+            let t = tally.entry(format!("{fault:?}")).or_default();
+            t.0 += 1;
+            t.1 += usize::from(hit);
+        }
+        chains += w.converge(&what);
+        let files = round % 4 == 0 || injected == faults;
+        w.check(&what, files);
+        w.thin(round);
+        if fault != Fault::Nothing {
+            survived += 1;
+        }
+        if round % 10 == 0 {
+            eprintln!(
+                "chaos-daemon: round {round}, {injected} faults, {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let log = w.daemon_log();
+    assert!(!log.contains("panicked"), "{log}");
+    eprintln!("chaos-daemon: faults (injected, landed) by kind: {tally:?}");
+    eprintln!(
+        "chaos-daemon: {injected} faults injected ({landed} landed as intended), {survived} survived, \
+         {round} rounds, {chains} converging chains, seed {seed} ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(injected, survived);
+    let d = w.daemon.take().unwrap();
+    assert!(d.stop(Duration::from_secs(30)).success());
+}
