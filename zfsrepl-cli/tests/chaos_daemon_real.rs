@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, job, status};
 use serde_json::Value;
+use zfsrepl_core::replication::SyncJob;
 use zfsrepl_core::testing::netns::NetNs;
 use zfsrepl_core::testing::{TestPool, kill_zfs_process, zfs_binary};
 use zfsrepl_core::zfs::{ListSpec, LocalRunner};
@@ -586,6 +587,27 @@ impl World {
         }
     }
 
+    /// Whose hold is on `snap` (zfs-fuse cannot list tags): releases it
+    /// with each job's tag in turn and says which one was there.
+    fn whose_hold(&self, snap: &str) -> String {
+        let [_, r1, r2] = self.roots();
+        let tags = [
+            ("local", SyncJob::new("local", &r1).hold_tag()),
+            (
+                "remote",
+                SyncJob::new("remote", &format!("ovh3:{r2}")).hold_tag(),
+            ),
+        ];
+        let mut out = Vec::new();
+        for (job, tag) in &tags {
+            match zfs(&["release", tag, snap]) {
+                Ok(_) => out.push(format!("job {job}'s tag {tag:?}")),
+                Err(e) => out.push(format!("not {job}'s: {}", e.trim())),
+            }
+        }
+        out.join("; ")
+    }
+
     /// The invariants after a converged chain.
     fn check(&self, what: &str, files: bool) {
         let [sroot, r1, r2] = self.roots();
@@ -623,7 +645,10 @@ impl World {
                 self.daemon_log()
             );
             for x in &ss[..ss.len() - 1] {
-                assert_eq!(x.2, 0, "{what}: {c}@{} held on the source: {ss:?}", x.0);
+                if x.2 != 0 {
+                    let whose = self.whose_hold(&format!("{sroot}{c}@{}", x.0));
+                    panic!("{what}: {c}@{} held on the source ({whose}): {ss:?}", x.0);
+                }
             }
         }
         for (k, guid) in &self.foreign {
@@ -663,7 +688,10 @@ impl World {
                 }
                 assert_eq!(a.2, 1, "{what}: {root}{c}@{}: the held base: {dd:?}", a.0);
                 for x in &dd[..dd.len() - 1] {
-                    assert_eq!(x.2, 0, "{what}: {root}{c}@{} held: {dd:?}", x.0);
+                    if x.2 != 0 {
+                        let whose = self.whose_hold(&format!("{root}{c}@{}", x.0));
+                        panic!("{what}: {root}{c}@{} held ({whose}): {dd:?}", x.0);
+                    }
                 }
                 if extra == 1 {
                     let autos = dd.iter().filter(|x| is_auto(&x.0)).count();
@@ -852,7 +880,17 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
         }
         chains += w.converge(&what);
         let files = round % 4 == 0 || injected == faults;
-        w.check(&what, files);
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.check(&what, files)))
+        {
+            let log = w.daemon_log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("chaos-daemon: {what}: the daemon's last log lines:");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+            std::panic::resume_unwind(e);
+        }
         w.thin(round);
         if fault != Fault::Nothing {
             survived += 1;
