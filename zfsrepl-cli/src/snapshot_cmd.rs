@@ -129,25 +129,6 @@ pub struct PruneArgs {
     pub lock: crate::LockArgs,
 }
 
-/// Every pool's used percentage (`zpool list -H -o name,capacity`); empty
-/// when zpool cannot be run, which defers any `prune-defer` entry.
-fn pool_capacities() -> Vec<(String, u8)> {
-    let argv: Vec<OsString> = ["zpool", "list", "-H", "-o", "name,capacity"]
-        .iter()
-        .map(OsString::from)
-        .collect();
-    let Ok(out) = LocalRunner::new().run(&argv) else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (n, c) = l.split_once('\t')?;
-            Some((n.to_owned(), c.trim_end_matches('%').parse().ok()?))
-        })
-        .collect()
-}
-
 /// Runs `zfsrepl prune`.
 pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     use zfsrepl_core::retention::prune as p;
@@ -158,8 +139,11 @@ pub fn prune(args: PruneArgs, zfs_bin: OsString) -> Result<ExitCode> {
     for e in &missing {
         eprintln!("zfsrepl: warning: {e}");
     }
-    let caps = pool_capacities();
+    let caps = zfsrepl_core::zfs::pool_capacities(zfs.runner());
     let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
+    for d in p::deferred(&policy, &capacity) {
+        eprintln!("zfsrepl: {d}");
+    }
     // What the daemon's replication still needs (its state file, when the
     // policy has replication jobs and the daemon has run): spared here too.
     let cursors = if policy

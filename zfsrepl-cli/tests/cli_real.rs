@@ -383,6 +383,91 @@ fn prune_keeps_what_the_policy_says_and_never_foreign_snapshots() {
         .stdout(predicate::str::contains("0 destroyed"));
 }
 
+/// `prune-defer` on a real pool (issue 8 item 4): while the pool is at
+/// most P% full, expired snapshots stay and `prune` says why; once real
+/// data fills it past P%, they go, the newest ones are kept, and foreign
+/// snapshots are never touched.
+#[test]
+fn prune_defer_waits_until_the_pool_is_nearly_full() {
+    let pool = TestPool::mounted();
+    pool.apply("+ \"db: main\"\n+ \"db: main@before-upgrade\"");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sanoid.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[{}/db: main]\nhourly = 2\ndaily = 0\nmonthly = 0\nautosnap = yes\nautoprune = yes\nprune_defer = 60\n",
+            pool.name()
+        ),
+    )
+    .unwrap();
+    for h in 1..=5 {
+        zfsrepl()
+            .args(["snapshot", "--policy"])
+            .arg(&conf)
+            .args(["--now", &format!("2027-02-01T{h:02}:00:00Z")])
+            .assert()
+            .success();
+    }
+    let prune = || {
+        zfsrepl()
+            .args(["prune", "--policy"])
+            .arg(&conf)
+            .args(["--now", "2027-02-01T06:00:00Z"])
+            .assert()
+            .success()
+    };
+    let deferred = format!(
+        "{}/db: main: pruning deferred: pool {} is ",
+        pool.name(),
+        pool.name()
+    );
+    prune()
+        .stdout(predicate::str::contains("0 destroyed"))
+        .stderr(predicate::str::contains(deferred.as_str()));
+    assert_eq!(
+        snapshot_names(&format!("{}/db: main", pool.name())).len(),
+        6
+    );
+    // Fill the pool past 60% (zpool's capacity counts allocated blocks:
+    // real data, written to a dataset of the test's own).
+    pool.apply("+ fill");
+    pool.write("fill", "blob", 180 << 20);
+    let capacity = || -> u8 {
+        let out = std::process::Command::new("zpool")
+            .args(["list", "-H", "-o", "capacity", pool.name()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while capacity() <= 60 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the pool did not fill: {}%",
+            capacity()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    prune()
+        .stdout(predicate::str::contains("3 destroyed, 0 failed"))
+        .stderr(predicate::str::contains("deferred").not());
+    let mut names = snapshot_names(&format!("{}/db: main", pool.name()));
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "autosnap_2027-02-01_04:00:00_hourly",
+            "autosnap_2027-02-01_05:00:00_hourly",
+            "before-upgrade",
+        ]
+    );
+}
+
 #[test]
 fn check_is_a_nagios_plugin() {
     let pool = TestPool::new();

@@ -335,8 +335,13 @@ fn prune(ctx: &Ctx, job: &Job, out: &mut Outcome) {
             ctx.policy.daemon.lag_limit,
         );
         out.alerts.extend(prot.alerts.iter().cloned());
-        let caps = pool_capacities(zfs.runner());
+        let caps = zfsrepl_core::zfs::pool_capacities(zfs.runner());
         let capacity = |pool: &str| caps.iter().find(|(n, _)| n == pool).map(|(_, c)| *c);
+        for d in p::deferred(&ctx.policy, &capacity) {
+            if listing.iter().any(|l| l.name.is_within(&d.entry)) {
+                tracing::info!(job = %job.name, "{d}");
+            }
+        }
         // Planned dataset by dataset: each has its own protected guids.
         let mut plans = Vec::new();
         let mut bad = None;
@@ -410,25 +415,6 @@ fn prune(ctx: &Ctx, job: &Job, out: &mut Outcome) {
             ));
         }
     }
-}
-
-/// Every pool's used percentage on the runner's host; empty when `zpool`
-/// cannot be run (which defers any `prune-defer` entry, as the CLI does).
-fn pool_capacities<R: Runner + ?Sized>(r: &R) -> Vec<(String, u8)> {
-    let argv: Vec<OsString> = ["zpool", "list", "-H", "-o", "name,capacity"]
-        .iter()
-        .map(OsString::from)
-        .collect();
-    let Ok(o) = r.run(&argv) else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (n, c) = l.split_once('\t')?;
-            Some((n.to_owned(), c.trim_end_matches('%').parse().ok()?))
-        })
-        .collect()
 }
 
 /// The newest snapshot each source dataset shares (by guid) with its copy.

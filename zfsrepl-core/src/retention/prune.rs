@@ -101,6 +101,55 @@ pub fn plan_policy(
     Ok(out)
 }
 
+/// A policy entry whose pruning waits: its pool is not full enough for its
+/// `prune-defer` (or its fill is unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    /// The policy entry.
+    pub entry: DatasetName,
+    /// Its pool's used percentage, when known.
+    pub capacity: Option<u8>,
+    /// Its `prune-defer`.
+    pub defer: u8,
+}
+
+impl std::fmt::Display for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pool = self.entry.pool();
+        match self.capacity {
+            Some(c) => write!(
+                f,
+                "{}: pruning deferred: pool {pool} is {c}% full, prune-defer = {} prunes above {}%",
+                self.entry, self.defer, self.defer
+            ),
+            None => write!(
+                f,
+                "{}: pruning deferred: the fill of pool {pool} is unknown (prune-defer = {})",
+                self.entry, self.defer
+            ),
+        }
+    }
+}
+
+/// The entries [`plan_policy`] skips for `prune-defer`, to say so. Pure.
+#[must_use]
+pub fn deferred(policy: &Policy, capacity: &dyn Fn(&str) -> Option<u8>) -> Vec<Deferred> {
+    policy
+        .datasets
+        .iter()
+        .filter(|e| e.settings.autoprune && e.settings.prune_defer > 0)
+        .filter_map(|e| {
+            let c = capacity(e.dataset.pool());
+            c.is_none_or(|c| c <= e.settings.prune_defer)
+                .then(|| Deferred {
+                    entry: e.dataset.clone(),
+                    capacity: c,
+                    defer: e.settings.prune_defer,
+                })
+        })
+        .collect()
+}
+
 /// Keeps the snapshots clones were made from (`origins`: snapshot,
 /// clone, as from [`crate::clone::clone_origins`]) in every plan, with
 /// [`Reason::CloneOrigin`](super::Reason::CloneOrigin). Returns how many
@@ -415,5 +464,18 @@ mod tests {
         assert_eq!(count(Some(60)), 0, "60% full is not more than 60%");
         assert_eq!(count(None), 0, "unknown capacity defers");
         assert_eq!(count(Some(61)), 1);
+        // And what is deferred is said, with why.
+        let d = deferred(&policy, &|_| Some(60));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d[0].to_string(),
+            "tank/a: pruning deferred: pool tank is 60% full, prune-defer = 60 prunes above 60%"
+        );
+        assert!(
+            deferred(&policy, &|_| None)[0]
+                .to_string()
+                .contains("unknown")
+        );
+        assert!(deferred(&policy, &|_| Some(61)).is_empty());
     }
 }

@@ -504,3 +504,39 @@ pub trait ZfsStream {
         Ok(None)
     }
 }
+
+/// Every pool's used percentage on the runner's host (`zpool list -H -o
+/// name,capacity`), for `prune-defer`; empty when `zpool` cannot be run,
+/// which defers every entry that has one.
+#[must_use]
+pub fn pool_capacities<R: Runner + ?Sized>(r: &R) -> Vec<(String, u8)> {
+    let argv: Vec<std::ffi::OsString> = ["zpool", "list", "-H", "-o", "name,capacity"]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .collect();
+    let Ok(o) = r.run(&argv) else {
+        return Vec::new();
+    };
+    parse_capacities(&String::from_utf8_lossy(&o.stdout))
+}
+
+/// Parses `zpool list -H -o name,capacity` (`tank\t42%`); lines that do
+/// not parse are skipped.
+#[must_use]
+pub fn parse_capacities(text: &str) -> Vec<(String, u8)> {
+    text.lines()
+        .filter_map(|l| {
+            let (n, c) = l.split_once('\t')?;
+            Some((n.to_owned(), c.trim().trim_end_matches('%').parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    #[test]
+    fn zpool_capacities_parse() {
+        let c = super::parse_capacities("tank\t42%\nrpool\t0%\nodd line\nbad\tx%\n");
+        assert_eq!(c, [("tank".to_owned(), 42), ("rpool".to_owned(), 0)]);
+    }
+}
