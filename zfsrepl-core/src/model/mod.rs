@@ -205,6 +205,17 @@ impl FakeZfs {
         self.state().payload_limit = bytes;
     }
 
+    /// A receiver that is done before its sender (seen on zfs-fuse): on a
+    /// source, `trailer` bytes follow every send stream's end; on a target
+    /// (`trailer` 0 or not), receivers exit at their end record, so what
+    /// is written after it fails with `BrokenPipe` although the receive
+    /// succeeded.
+    pub fn set_early_receiver_end(&self, trailer: usize) {
+        let mut s = self.state();
+        s.send_trailer = trailer;
+        s.recv_exits_at_end = true;
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -486,6 +486,17 @@ impl io::Write for FakeRecvSink {
             ));
         }
         if self.ended {
+            if self
+                .shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .recv_exits_at_end
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "zfs receive exited at the end record",
+                ));
+            }
             // Trailing bytes after the end record are never read.
             return Ok(buf.len());
         }

@@ -233,8 +233,10 @@ pub(crate) fn send(state: &mut State, spec: &SendSpec) -> ZfsResult<FakeSendStre
             enc.snapshot(r);
         }
     }
+    let mut data = enc.finish();
+    data.resize(data.len() + state.send_trailer, 0);
     Ok(FakeSendStream {
-        data: io::Cursor::new(enc.finish()),
+        data: io::Cursor::new(data),
     })
 }
 

@@ -238,6 +238,12 @@ pub(crate) struct State {
     pub calls: u64,
     /// The cap on one snapshot record's payload in a send stream.
     pub payload_limit: u64,
+    /// Bytes appended after each send stream's end (see
+    /// `FakeZfs::set_early_receiver_end`).
+    pub send_trailer: usize,
+    /// Receivers exit at their stream's end record: bytes written after it
+    /// fail with `BrokenPipe`, as into the pipe of an exited `zfs receive`.
+    pub recv_exits_at_end: bool,
     pub datasets: BTreeMap<DatasetName, Ds>,
     instance: u64,
     guids: u64,
@@ -253,6 +259,8 @@ impl State {
             clock_set: false,
             calls: 0,
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            send_trailer: 0,
+            recv_exits_at_end: false,
             datasets: BTreeMap::new(),
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             guids: 0,

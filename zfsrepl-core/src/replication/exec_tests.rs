@@ -537,3 +537,37 @@ fn an_up_to_date_run_moves_a_stale_hold_to_the_common_base() {
     );
     assert!(holds(&dst, &format!("back/data@{s1}")).is_empty());
 }
+
+/// Found by the daemon chaos runner (`chaos_daemon_real`) on zfs-fuse: a
+/// `zfs receive` that exits successfully before the stream's last bytes
+/// were written made the step fail on `EPIPE`, so the holds did not move
+/// to the snapshot that had landed, and the next run (from the landed
+/// snapshot) never released the old base. A step whose receiver completed
+/// and whose snapshot is on the target is done.
+#[test]
+fn a_receiver_done_before_its_sender_with_the_snapshot_landed_is_a_done_step() {
+    let src = FakeZfs::from_fixture("+ tank\n+ tank/data\n");
+    let dst = FakeZfs::from_fixture("+ back\n");
+    // Larger than the pipe buffer the copy keeps, so that a write fails.
+    src.set_early_receiver_end(1 << 20);
+    dst.set_early_receiver_end(0);
+    let j = job();
+    let tag = j.hold_tag();
+    let (s1, s2) = (j.snapshot_name(at(1)), j.snapshot_name(at(2)));
+    let r = run(&src, &dst, Some(1), false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    let w = &r.report.datasets[0].warnings;
+    assert!(
+        w.iter()
+            .any(|w| w.contains("the receiver completed before the stream ended")),
+        "{w:?}"
+    );
+    assert_eq!(holds(&dst, &format!("back/data@{s1}")), vec![tag.clone()]);
+    let r = run(&src, &dst, Some(2), false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    assert_eq!(holds(&src, &format!("tank/data@{s2}")), vec![tag.clone()]);
+    assert_eq!(holds(&dst, &format!("back/data@{s2}")), vec![tag.clone()]);
+    // The old base was released, so it could go as the sync snapshot it is.
+    assert_eq!(snaps(&src, "tank/data"), std::slice::from_ref(&s2));
+    assert_eq!(snaps(&dst, "back/data"), [s2]);
+}

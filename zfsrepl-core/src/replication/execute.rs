@@ -34,7 +34,9 @@ use serde::Serialize;
 use super::plan::{Action, DatasetPlan, ReplicationPlan, Step, TreeInput};
 use super::sync::{SideCleanup, SyncJob, plan_side_cleanup};
 use crate::name::{DatasetName, EntityName, SnapshotName, Txg};
-use crate::stream::{CancelToken, CopyOptions, NoProgress, Pipeline, Progress};
+use crate::stream::{
+    CancelToken, CopyOptions, NoProgress, Pipeline, PipelineError, Progress, SideOutcome,
+};
 use crate::zfs::{
     Capabilities, DatasetKind, RecvSpec, SendFlags, SendSpec, Version, VersionName, ZfsErrorKind,
     ZfsRead, ZfsResult, ZfsStream, ZfsWrite,
@@ -287,10 +289,29 @@ where
                 return Err(e.to_string());
             }
         };
-        let stats = Pipeline::run(send, recv, &opts.copy, progress, cancel)
-            .into_result()
-            .map_err(|e| format!("{step}: {e}"))?;
-        out.bytes += stats.bytes;
+        let outcome = Pipeline::run(send, recv, &opts.copy, progress, cancel);
+        let early_end = matches!(outcome.recv, SideOutcome::Completed)
+            && outcome
+                .cause
+                .as_ref()
+                .is_some_and(PipelineError::is_broken_pipe);
+        let moved = outcome.stats.bytes;
+        let bytes = match outcome.into_result() {
+            Ok(s) => s.bytes,
+            // The receiver said it was done before the sender was: landed
+            // if the snapshot is there (counted as done, so that the holds
+            // move with it), failed otherwise.
+            Err(e) if early_end && landed(dst, &dp.target, step) => {
+                out.warnings.push(format!(
+                    "{step}: the receiver completed before the stream ended ({e}); \
+                     {} is on the target",
+                    step.to
+                ));
+                moved
+            }
+            Err(e) => return Err(format!("{step}: {e}")),
+        };
+        out.bytes += bytes;
         out.steps_done += 1;
         created |= step.from.is_none();
     }
@@ -304,6 +325,20 @@ where
         }
     }
     Ok(())
+}
+
+/// Whether `target` has the step's `to` snapshot (by guid).
+fn landed<D: ZfsRead + ?Sized>(dst: &D, target: &DatasetName, step: &Step) -> bool {
+    let spec = crate::zfs::ListSpec {
+        recursive: false,
+        ..crate::zfs::ListSpec::all(vec![target.clone()])
+    };
+    dst.list(&spec).is_ok_and(|l| {
+        l.iter()
+            .filter(|d| &d.name == target)
+            .flat_map(|d| d.snapshots())
+            .any(|v| v.guid == step.to_guid)
+    })
 }
 
 /// The snapshots a step put on the target (by source version): `to`, and
