@@ -571,3 +571,65 @@ fn a_receiver_done_before_its_sender_with_the_snapshot_landed_is_a_done_step() {
     assert_eq!(snaps(&src, "tank/data"), std::slice::from_ref(&s2));
     assert_eq!(snaps(&dst, "back/data"), [s2]);
 }
+
+/// Found by the daemon chaos runner (`chaos_daemon_real`): a run cut after
+/// its receive and before its holds, followed by a run that has something
+/// to send (not up to date), left the job's tag on the old base forever,
+/// since the next run moves the holds from the landed snapshot. (With sync
+/// snapshots the old base goes as one of them; the daemon's bases are the
+/// snapshot job's, which stay.) Its previous base being unheld on the
+/// target shows the cut: the tag is released from the older held
+/// snapshots too, and another job's hold stays.
+#[test]
+fn a_run_after_a_cut_one_releases_the_tag_left_on_an_older_base() {
+    let src = FakeZfs::from_fixture("+ tank\n+ tank/data\n+ tank/data@autosnap_1\n");
+    let dst = FakeZfs::from_fixture("+ back\n");
+    let tag = job().hold_tag();
+    assert_eq!(run(&src, &dst, None, false).report.failures(), 0);
+    let snap = |z: &str, n: &str| SnapshotName::parse(&format!("{z}@{n}")).unwrap();
+    assert_eq!(holds(&src, "tank/data@autosnap_1"), vec![tag.clone()]);
+    src.hold("other job", &[snap("tank/data", "autosnap_1")])
+        .unwrap();
+    // autosnap_2 lands, the run is cut before its holds.
+    src.snapshot_recursive(&snap("tank/data", "autosnap_2"), &[])
+        .unwrap();
+    let mut w = Vec::new();
+    src.send(&SendSpec {
+        source: SendSource::Incremental {
+            from: crate::zfs::VersionName::Snapshot(snap("tank/data", "autosnap_1")),
+            to: snap("tank/data", "autosnap_2"),
+            intermediates: false,
+        },
+        flags: SendFlags::default(),
+    })
+    .unwrap()
+    .read_to_end(&mut w)
+    .unwrap();
+    let mut sink = dst
+        .receive(&RecvSpec {
+            target: Some(ds("back/data")),
+            unmounted: true,
+            ..RecvSpec::default()
+        })
+        .unwrap();
+    sink.write_all(&w).unwrap();
+    sink.finish().unwrap();
+    // The next run sends autosnap_2 -> autosnap_3.
+    src.snapshot_recursive(&snap("tank/data", "autosnap_3"), &[])
+        .unwrap();
+    let r = run(&src, &dst, None, false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    assert_eq!(holds(&src, "tank/data@autosnap_3"), vec![tag.clone()]);
+    assert_eq!(holds(&dst, "back/data@autosnap_3"), vec![tag.clone()]);
+    assert_eq!(
+        holds(&src, "tank/data@autosnap_1"),
+        vec!["other job".to_owned()]
+    );
+    assert!(holds(&dst, "back/data@autosnap_1").is_empty());
+    assert!(holds(&src, "tank/data@autosnap_2").is_empty());
+    // Nothing of the snapshot job's was destroyed.
+    assert_eq!(
+        snaps(&dst, "back/data"),
+        ["autosnap_1", "autosnap_2", "autosnap_3"]
+    );
+}

@@ -422,13 +422,40 @@ where
         .find(|d| d.name == dp.source)
         .map(|d| d.versions.clone())
         .unwrap_or_default();
-    let src_plan = plan_side_cleanup(job, &source, &new_base, previous.as_deref());
-    let dst_plan = plan_side_cleanup(
+    let mut src_plan = plan_side_cleanup(job, &source, &new_base, previous.as_deref());
+    let target: Vec<Version> = input
+        .target
+        .iter()
+        .find(|d| d.name == dp.target)
+        .map(|d| d.versions.clone())
+        .unwrap_or_default();
+    let mut dst_plan = plan_side_cleanup(
         job,
         &target_after(input, dp, &source),
         &new_base,
         previous.as_deref(),
     );
+    // The previous base unheld on the target (which only this job holds):
+    // an earlier run was cut after its receive and before its holds, and
+    // our tag may be left on an older snapshot on either side. Released
+    // from every held one ("no such tag" where it is not ours is fine).
+    if let Some(p) = previous.as_deref()
+        && target
+            .iter()
+            .any(|v| !v.name.is_bookmark() && v.name.short() == p && v.userrefs == Some(0))
+    {
+        for (plan, versions) in [(&mut src_plan, &source), (&mut dst_plan, &target)] {
+            for v in versions {
+                if let VersionName::Snapshot(snap) = &v.name
+                    && v.userrefs.is_some_and(|n| n > 0)
+                    && snap.snap() != new_base
+                    && !plan.release.contains(snap)
+                {
+                    plan.release.push(snap.clone());
+                }
+            }
+        }
+    }
     // A bookmark of the new base keeps it a usable incremental source
     // even if the snapshot goes (only for our own sync snapshots).
     if src.capabilities().bookmarks
