@@ -160,7 +160,7 @@ pub fn load_with_warnings(paths: &[PathBuf]) -> Result<(Policy, Diagnostics), Di
     let mut sources = Vec::new();
     let mut io_errors = Vec::new();
     for p in paths {
-        match std::fs::read_to_string(p) {
+        match read_text(p) {
             // A sanoid.conf given directly: imported as if a policy said
             // `sanoid-conf = "..."` (sanoid's local time is taken as UTC,
             // as Debian's timer runs it; a policy file can say otherwise).
@@ -182,6 +182,38 @@ pub fn load_with_warnings(paths: &[PathBuf]) -> Result<(Policy, Diagnostics), Di
         return Err(Diagnostics(io_errors));
     }
     validate(&sources)
+}
+
+/// The largest policy or sanoid.conf file read: far above any real estate
+/// (10,000 dataset entries take about 2 MiB), low enough that a wrong path
+/// (`/dev/zero`, a disk image) is refused at once instead of filling memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a policy file as text, refusing one over [`MAX_FILE_BYTES`] or not
+/// UTF-8 with a message that says so.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB: not a policy (is it the right file?)",
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "not UTF-8 text (invalid byte at offset {}): not a policy",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 /// Parses policy text (one file) into a policy.
@@ -547,7 +579,7 @@ fn expand_sanoid(sources: &[Source]) -> Result<Vec<Source>, Diagnostics> {
             .path()
             .parent()
             .map_or_else(|| PathBuf::from(path), |dir| dir.join(path));
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_text(&path) {
             Ok(t) => t,
             Err(e) => {
                 diags.push(src.error(v.span(), format!("cannot read {}: {e}", path.display())));

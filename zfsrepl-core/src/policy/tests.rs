@@ -260,3 +260,35 @@ fn a_policy_can_point_at_a_sanoid_conf() {
     let e = load(&[main]).unwrap_err().to_string();
     assert!(e.contains("sanoid.conf:2:1: error: `autosnap`"), "{e}");
 }
+
+/// Issue 8 item 3: an oversized, endless or binary "policy" is refused at
+/// once with a message, never read into memory whole, never a panic.
+#[test]
+fn oversized_endless_and_binary_files_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(super::MAX_FILE_BYTES + 1).unwrap();
+    let bin = dir.path().join("bin.toml");
+    std::fs::write(&bin, b"version = 1\n\xff\xfe\x00").unwrap();
+    let conf = dir.path().join("huge.conf");
+    std::fs::File::create(&conf)
+        .unwrap()
+        .set_len(super::MAX_FILE_BYTES * 4)
+        .unwrap();
+    for (path, want) in [
+        (big, "larger than 16 MiB"),
+        (std::path::PathBuf::from("/dev/zero"), "larger than 16 MiB"),
+        (bin, "not UTF-8 text (invalid byte at offset 12)"),
+        (conf, "larger than 16 MiB"),
+    ] {
+        let e = super::load(std::slice::from_ref(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot read policy file") && e.contains(want),
+            "{}: {e}",
+            path.display()
+        );
+    }
+}
