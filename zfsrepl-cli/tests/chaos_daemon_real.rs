@@ -54,31 +54,7 @@ const CHILDREN: [&str; 3] = ["", "/plain", "/-x y: z.w"];
 /// `frequently` in the policy.
 const KEEP: usize = 3;
 
-/// splitmix64: small, deterministic, good enough to pick faults and data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
+use zfsrepl_core::testing::SplitMix64 as Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {

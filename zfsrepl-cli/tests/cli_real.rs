@@ -318,6 +318,30 @@ fn snapshot_runs_across_dst_start_on_a_real_pool() {
     );
 }
 
+/// A sanoid.conf for `POOL/db: main` (hourly = 2, then `extra`) and five
+/// hourlies taken with it, 01:00 to 05:00 on 2027-02-01.
+fn five_hourlies(pool: &TestPool, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sanoid.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[{}/db: main]\nhourly = 2\ndaily = 0\nmonthly = 0\nautosnap = yes\nautoprune = yes\n{extra}",
+            pool.name()
+        ),
+    )
+    .unwrap();
+    for h in 1..=5 {
+        zfsrepl()
+            .args(["snapshot", "--policy"])
+            .arg(&conf)
+            .args(["--now", &format!("2027-02-01T{h:02}:00:00Z")])
+            .assert()
+            .success();
+    }
+    (dir, conf)
+}
+
 /// Take then prune on a real pool with `--now` days ahead: the counts hold,
 /// `--dry-run` explains, and snapshots zfsrepl does not own survive.
 #[test]
@@ -326,25 +350,7 @@ fn prune_keeps_what_the_policy_says_and_never_foreign_snapshots() {
     pool.apply(
         "+ \"db: main\"\n+ \"db: main@before-upgrade\"\n+ \"db: main@zfs-auto-snap_hourly-2026\"",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sanoid.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[{}/db: main]\nhourly = 2\ndaily = 0\nmonthly = 0\nautosnap = yes\nautoprune = yes\n",
-            pool.name()
-        ),
-    )
-    .unwrap();
-    for h in 1..=5 {
-        let t = format!("2027-02-01T{h:02}:00:00Z");
-        zfsrepl()
-            .args(["snapshot", "--policy"])
-            .arg(&conf)
-            .args(["--now", &t])
-            .assert()
-            .success();
-    }
+    let (_dir, conf) = five_hourlies(&pool, "");
     // Creation times are real (earlier than --now): five hourlies exist, all
     // "older than 2 hours" at the pruning time; sanoid keeps the newest 2.
     zfsrepl()
@@ -391,24 +397,7 @@ fn prune_keeps_what_the_policy_says_and_never_foreign_snapshots() {
 fn prune_defer_waits_until_the_pool_is_nearly_full() {
     let pool = TestPool::mounted();
     pool.apply("+ \"db: main\"\n+ \"db: main@before-upgrade\"");
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sanoid.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[{}/db: main]\nhourly = 2\ndaily = 0\nmonthly = 0\nautosnap = yes\nautoprune = yes\nprune_defer = 60\n",
-            pool.name()
-        ),
-    )
-    .unwrap();
-    for h in 1..=5 {
-        zfsrepl()
-            .args(["snapshot", "--policy"])
-            .arg(&conf)
-            .args(["--now", &format!("2027-02-01T{h:02}:00:00Z")])
-            .assert()
-            .success();
-    }
+    let (_dir, conf) = five_hourlies(&pool, "prune_defer = 60\n");
     let prune = || {
         zfsrepl()
             .args(["prune", "--policy"])

@@ -447,6 +447,32 @@ fn without_written_a_modified_target_is_seen_by_referenced() {
     assert_eq!(gather().into_iter().collect::<Vec<_>>(), [ds("back/data")]);
 }
 
+/// Sends `from -> to` into `back/data` by hand, as a run cut right after
+/// its receive (before its holds and cleanup) would have.
+fn land(src: &FakeZfs, dst: &FakeZfs, from: SnapshotName, to: SnapshotName) {
+    let mut w = Vec::new();
+    src.send(&SendSpec {
+        source: SendSource::Incremental {
+            from: crate::zfs::VersionName::Snapshot(from),
+            to,
+            intermediates: false,
+        },
+        flags: SendFlags::default(),
+    })
+    .unwrap()
+    .read_to_end(&mut w)
+    .unwrap();
+    let mut sink = dst
+        .receive(&RecvSpec {
+            target: Some(ds("back/data")),
+            unmounted: true,
+            ..RecvSpec::default()
+        })
+        .unwrap();
+    sink.write_all(&w).unwrap();
+    sink.finish().unwrap();
+}
+
 /// Found by the daemon chaos runner (`chaos_daemon_real`): a receive that
 /// completed although its run failed (zfs-fuse finishes a receive whose
 /// client went away) left the base unheld, and the next run, finding the
@@ -506,27 +532,7 @@ fn an_up_to_date_run_moves_a_stale_hold_to_the_common_base() {
     // holds and cleanup: s2 is unheld, s1 keeps this job's tag.
     let snap2 = ds("tank/data").snapshot(&s2).unwrap();
     src.snapshot_recursive(&snap2, &[]).unwrap();
-    let mut w = Vec::new();
-    src.send(&SendSpec {
-        source: SendSource::Incremental {
-            from: crate::zfs::VersionName::Snapshot(s1_src.clone()),
-            to: snap2.clone(),
-            intermediates: false,
-        },
-        flags: SendFlags::default(),
-    })
-    .unwrap()
-    .read_to_end(&mut w)
-    .unwrap();
-    let mut sink = dst
-        .receive(&RecvSpec {
-            target: Some(ds("back/data")),
-            unmounted: true,
-            ..RecvSpec::default()
-        })
-        .unwrap();
-    sink.write_all(&w).unwrap();
-    sink.finish().unwrap();
+    land(&src, &dst, s1_src.clone(), snap2.clone());
     let r = run(&src, &dst, None, false);
     assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
     assert_eq!(holds(&src, &format!("tank/data@{s2}")), vec![tag.clone()]);
@@ -593,27 +599,12 @@ fn a_run_after_a_cut_one_releases_the_tag_left_on_an_older_base() {
     // autosnap_2 lands, the run is cut before its holds.
     src.snapshot_recursive(&snap("tank/data", "autosnap_2"), &[])
         .unwrap();
-    let mut w = Vec::new();
-    src.send(&SendSpec {
-        source: SendSource::Incremental {
-            from: crate::zfs::VersionName::Snapshot(snap("tank/data", "autosnap_1")),
-            to: snap("tank/data", "autosnap_2"),
-            intermediates: false,
-        },
-        flags: SendFlags::default(),
-    })
-    .unwrap()
-    .read_to_end(&mut w)
-    .unwrap();
-    let mut sink = dst
-        .receive(&RecvSpec {
-            target: Some(ds("back/data")),
-            unmounted: true,
-            ..RecvSpec::default()
-        })
-        .unwrap();
-    sink.write_all(&w).unwrap();
-    sink.finish().unwrap();
+    land(
+        &src,
+        &dst,
+        snap("tank/data", "autosnap_1"),
+        snap("tank/data", "autosnap_2"),
+    );
     // The next run sends autosnap_2 -> autosnap_3.
     src.snapshot_recursive(&snap("tank/data", "autosnap_3"), &[])
         .unwrap();
