@@ -751,6 +751,7 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
     let mut tally: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut chains = 0;
     let mut round = 0;
+    let mut manual: BTreeMap<String, usize> = BTreeMap::new();
     while injected < faults {
         round += 1;
         let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
@@ -866,6 +867,14 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
                 "{what}: manual send: {:?}\n{err}",
                 o.status
             );
+            let outcome = if o.status.success() {
+                "completed".to_owned()
+            } else if err.contains("locked by") || err.contains("is busy") {
+                "refused: locked".to_owned()
+            } else {
+                format!("failed: {}", err.lines().last().unwrap_or(""))
+            };
+            *manual.entry(outcome).or_default() += 1;
         }
         if fault != Fault::Nothing {
             injected += 1;
@@ -901,6 +910,7 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
     let log = w.daemon_log();
     assert!(!log.contains("panicked"), "{log}");
     eprintln!("chaos-daemon: faults (injected, landed) by kind: {tally:?}");
+    eprintln!("chaos-daemon: concurrent manual sends: {manual:?}");
     eprintln!(
         "chaos-daemon: {injected} faults injected ({landed} landed as intended), {survived} survived, \
          {round} rounds, {chains} converging chains, seed {seed} ({:.1} s)",
