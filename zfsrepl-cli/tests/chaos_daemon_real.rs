@@ -154,6 +154,8 @@ struct World {
     server: Option<Server>,
     /// The runner's own snapshots (`data...@rN`): dataset@name -> guid.
     foreign: BTreeMap<String, u64>,
+    /// Holds found that are not ours (zfs-fuse's), over all checks.
+    foreign_holds: std::cell::Cell<usize>,
 }
 
 fn zfs(args: &[&str]) -> Result<String, String> {
@@ -299,6 +301,7 @@ impl World {
             daemon: None,
             server: None,
             foreign: BTreeMap::new(),
+            foreign_holds: std::cell::Cell::new(0),
         };
         std::fs::write(&w.policy, policy_text(&w)).unwrap();
         w.server = Some(Server::start(&w.ns, w.dir.path()));
@@ -563,9 +566,10 @@ impl World {
         }
     }
 
-    /// Whose hold is on `snap` (zfs-fuse cannot list tags): releases it
-    /// with each job's tag in turn and says which one was there.
-    fn whose_hold(&self, snap: &str) -> String {
+    /// The jobs whose tag is on `snap`. zfs-fuse cannot list tags: each
+    /// job's tag is put on and, when that worked (it was not there), taken
+    /// off again; "tag already exists" means it is there.
+    fn our_tags(&self, snap: &str) -> Vec<&'static str> {
         let [_, r1, r2] = self.roots();
         let tags = [
             ("local", SyncJob::new("local", &r1).hold_tag()),
@@ -576,12 +580,34 @@ impl World {
         ];
         let mut out = Vec::new();
         for (job, tag) in &tags {
-            match zfs(&["release", tag, snap]) {
-                Ok(_) => out.push(format!("job {job}'s tag {tag:?}")),
-                Err(e) => out.push(format!("not {job}'s: {}", e.trim())),
+            match zfs(&["hold", tag, snap]) {
+                Ok(_) => zfs(&["release", tag, snap])
+                    .map(|_| ())
+                    .unwrap_or_else(|e| panic!("release {tag} {snap}: {e}")),
+                Err(e) if e.contains("already exists") => out.push(*job),
+                Err(e) => panic!("hold {tag} {snap}: {e}"),
             }
         }
-        out.join("; ")
+        out
+    }
+
+    /// `snap` (with `userrefs` holds) carries exactly the tags of `want`;
+    /// holds beyond ours are zfs-fuse's, counted.
+    fn holds_are(&self, what: &str, snap: &str, userrefs: u64, want: &[&str], all: &[Snap]) {
+        if userrefs == 0 && want.is_empty() {
+            return;
+        }
+        let ours = self.our_tags(snap);
+        assert_eq!(
+            ours, want,
+            "{what}: {snap}: our holds ({userrefs} in all): {all:?}"
+        );
+        let theirs = userrefs - ours.len() as u64;
+        if theirs > 0 {
+            eprintln!("chaos-daemon: {what}: {snap}: {theirs} hold(s) not ours (zfs-fuse)");
+            self.foreign_holds
+                .set(self.foreign_holds.get() + usize::try_from(theirs).unwrap());
+        }
     }
 
     /// The invariants after a converged chain.
@@ -609,24 +635,20 @@ impl World {
                 autos <= KEEP + 1,
                 "{what}: {c}: {autos} autosnaps kept on the source: {ss:?}"
             );
-            // The newest is the base of both replication jobs.
+            // Our holds (by tag): both jobs' on the newest, none elsewhere.
+            // Holds that are not ours are zfs-fuse's: a killed `zfs send`
+            // client can leave its daemon's temporary holds behind; they
+            // are counted, not failed.
             let newest = ss
                 .last()
                 .unwrap_or_else(|| panic!("{what}: {c}: no snapshot"));
-            assert_eq!(
-                newest.2,
-                2,
-                "{what}: {c}@{}: held by local and remote: {ss:?}\n{:#?}\n{:#?}\n{}",
-                newest.0,
-                tree(&r1),
-                tree(&r2),
-                self.daemon_log()
-            );
-            for x in &ss[..ss.len() - 1] {
-                if x.2 != 0 {
-                    let whose = self.whose_hold(&format!("{sroot}{c}@{}", x.0));
-                    panic!("{what}: {c}@{} held on the source ({whose}): {ss:?}", x.0);
-                }
+            for x in ss {
+                let want: &[&str] = if x.0 == newest.0 {
+                    &["local", "remote"]
+                } else {
+                    &[]
+                };
+                self.holds_are(what, &format!("{sroot}{c}@{}", x.0), x.2, want, ss);
             }
         }
         for (k, guid) in &self.foreign {
@@ -664,12 +686,10 @@ impl World {
                         assert_eq!(x.1, t.1, "{what}: {root}{c}@{}: guid", t.0);
                     }
                 }
-                assert_eq!(a.2, 1, "{what}: {root}{c}@{}: the held base: {dd:?}", a.0);
-                for x in &dd[..dd.len() - 1] {
-                    if x.2 != 0 {
-                        let whose = self.whose_hold(&format!("{root}{c}@{}", x.0));
-                        panic!("{what}: {root}{c}@{} held ({whose}): {dd:?}", x.0);
-                    }
+                let job = if extra == 1 { "local" } else { "remote" };
+                for x in dd {
+                    let want: &[&str] = if x.0 == a.0 { &[job] } else { &[] };
+                    self.holds_are(what, &format!("{root}{c}@{}", x.0), x.2, want, dd);
                 }
                 if extra == 1 {
                     let autos = dd.iter().filter(|x| is_auto(&x.0)).count();
@@ -911,6 +931,10 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
     assert!(!log.contains("panicked"), "{log}");
     eprintln!("chaos-daemon: faults (injected, landed) by kind: {tally:?}");
     eprintln!("chaos-daemon: concurrent manual sends: {manual:?}");
+    eprintln!(
+        "chaos-daemon: holds not ours (zfs-fuse's, after killed clients) seen in checks: {}",
+        w.foreign_holds.get()
+    );
     eprintln!(
         "chaos-daemon: {injected} faults injected ({landed} landed as intended), {survived} survived, \
          {round} rounds, {chains} converging chains, seed {seed} ({:.1} s)",
