@@ -89,14 +89,19 @@ remove_demo() {
   stop_old_daemon
   local p
   for p in "${POOLS[@]}"; do
-    # zfs-fuse can say "pool is busy" for a moment after the last use.
-    for try in 1 2 3 4 5 6 7 8 9 10; do
+    # zfs-fuse can say "pool is busy" for a while after the last use (up
+    # to about a minute on a loaded machine): unmount its datasets first,
+    # deepest first, then retry for up to two minutes.
+    for try in $(seq 1 20); do
       pool_exists "$p" || break
+      zfs list -H -o name -r "$p" 2>/dev/null | sort -r | while IFS= read -r ds; do
+        zfs unmount -f "$ds" 2>/dev/null || true
+      done
       if zpool destroy -f "$p" 2>/dev/null; then
         note "destroyed pool $p"
         break
       fi
-      sleep "$try"
+      sleep $((try < 6 ? try : 6))
     done
     if pool_exists "$p"; then
       echo "could not destroy pool $p: kept $DIR (its image is there); retry with: bash $0 --clean" >&2

@@ -248,7 +248,9 @@ impl TestPool {
 
     fn destroy(&self) -> Result<(), String> {
         let mut last = String::new();
-        for attempt in 0..20 {
+        // zfs-fuse can stay "busy" for up to about a minute on a loaded
+        // machine (after large writes, or sends whose client was killed).
+        for attempt in 0..40u64 {
             let out = run(&["zpool", "destroy", "-f", &self.name]);
             if out.status.success() {
                 return Ok(());
@@ -257,7 +259,7 @@ impl TestPool {
             if !last.contains("busy") {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+            std::thread::sleep(Duration::from_millis((100 * (attempt + 1)).min(2000)));
         }
         Err(last)
     }
