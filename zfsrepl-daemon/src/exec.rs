@@ -569,7 +569,14 @@ fn side_for(ctx: &Ctx, host: Option<&str>, sync: &SyncJob) -> Result<Side, (Stri
                 return Err((format!("host {label}: tls needs psk-file and port"), false));
             };
             let secrets = PskSecrets::load(psk).map_err(|e| (format!("{label}: {e}"), false))?;
-            let c = TlsConnector::new(&secrets, h.identity.as_deref(), &TlsOptions::default())
+            let mut opts = TlsOptions::default();
+            if let Some(d) = h.dead_peer {
+                opts = opts.with_dead_peer((!d.is_zero()).then_some(d));
+            }
+            if let Some(d) = h.io_timeout {
+                opts = opts.with_io_timeout((!d.is_zero()).then_some(d));
+            }
+            let c = TlsConnector::new(&secrets, h.identity.as_deref(), &opts)
                 .map_err(|e| (format!("{label}: {e}"), tls_transient(&e)))?;
             let addr = format!("{}:{port}", h.address);
             let stream = c

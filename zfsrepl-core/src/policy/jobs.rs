@@ -103,6 +103,13 @@ pub struct Host {
     pub psk_file: Option<PathBuf>,
     /// This side's PSK identity (tls, stunnel).
     pub identity: Option<String>,
+    /// tls: a peer that acknowledges nothing for this long is dead (TCP
+    /// keepalive and `TCP_USER_TIMEOUT`); `Some(0)` turns it off; `None`:
+    /// the default (60 s). A link cut shorter than this is ridden out.
+    pub dead_peer: Option<Duration>,
+    /// tls: a connection that moves no byte for this long is stuck;
+    /// `Some(0)` waits for ever; `None`: the default (10 min).
+    pub io_timeout: Option<Duration>,
     /// Free text for humans and graphs.
     pub description: Option<String>,
     /// Where the entry is written.
@@ -375,6 +382,8 @@ const HOST_KEYS: &[&str] = &[
     "transport",
     "psk-file",
     "identity",
+    "dead-peer",
+    "io-timeout",
     "description",
 ];
 const JOB_KEYS: &[&str] = &[
@@ -569,6 +578,10 @@ impl Raw {
                 .get("description")
                 .and_then(|v| cx.string(v, "description"))
                 .map(str::to_owned);
+            let dead_peer = f.get("dead-peer").and_then(|v| cx.duration(v, "dead-peer"));
+            let io_timeout = f
+                .get("io-timeout")
+                .and_then(|v| cx.duration(v, "io-timeout"));
             let transport = match f.get("transport") {
                 None => Transport::Ssh,
                 Some(v) => match cx.string(v, "transport") {
@@ -605,6 +618,17 @@ impl Raw {
                     );
                 }
             }
+            if transport != Transport::Tls {
+                for key in ["dead-peer", "io-timeout"] {
+                    if let Some(span) = f.key_span(key) {
+                        cx.error_help(
+                            span,
+                            format!("host `{name}`: `{key}` applies to transport \"tls\" only"),
+                            "ssh has ServerAliveInterval (ssh config); a stunnel link has its own TIMEOUT options",
+                        );
+                    }
+                }
+            }
             f.finish(cx);
             if let Some(prev) = self.hosts.get(&name) {
                 let _ = prev;
@@ -622,6 +646,8 @@ impl Raw {
                     transport,
                     psk_file,
                     identity,
+                    dead_peer,
+                    io_timeout,
                     description,
                     origin: Origin {
                         file,

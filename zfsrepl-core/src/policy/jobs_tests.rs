@@ -436,3 +436,27 @@ fn schedules_serialize_as_text() {
     assert_eq!(repl["trigger"]["after"], "snap");
     assert_eq!(repl["targets"][0]["host"], "off1");
 }
+
+/// A TLS link's dead-peer and I/O timeouts are the host's to set (a link
+/// cut shorter than `dead-peer` is ridden out); `0s` turns one off; they
+/// mean nothing to other transports, which say so.
+#[test]
+fn tls_hosts_set_their_timeouts() {
+    let p = parse_str(
+        "p.toml",
+        "version = 1\n[host.ovh3]\ntransport = \"tls\"\nport = 8470\npsk-file = \"/etc/zfsrepl/psk\"\n\
+         dead-peer = \"5m\"\nio-timeout = \"0s\"\n[host.off1]\ntransport = \"tls\"\nport = 8470\n\
+         psk-file = \"/etc/zfsrepl/psk\"\n",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let h = |n: &str| p.hosts.iter().find(|h| h.name == n).unwrap();
+    assert_eq!(h("ovh3").dead_peer, Some(Duration::from_secs(300)));
+    assert_eq!(h("ovh3").io_timeout, Some(Duration::ZERO));
+    assert_eq!((h("off1").dead_peer, h("off1").io_timeout), (None, None));
+    let e = errors("[host.off2]\ndead-peer = \"1m\"\n");
+    assert!(
+        e.iter()
+            .any(|e| e.contains("`dead-peer` applies to transport \"tls\" only")),
+        "{e:?}"
+    );
+}
