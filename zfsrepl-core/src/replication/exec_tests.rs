@@ -624,3 +624,40 @@ fn a_run_after_a_cut_one_releases_the_tag_left_on_an_older_base() {
         ["autosnap_1", "autosnap_2", "autosnap_3"]
     );
 }
+
+/// Found by the daemon chaos runner's long form (`chaos_daemon_real`,
+/// round 276, the remote server killed): the agent died after the hold of
+/// the new base and before the release of the old one, on the target. The
+/// run counted as done (holds are cleanup), and every later run found
+/// nothing amiss, so the old base kept the job's tag. The target is the
+/// job's alone: a held snapshot there other than the base is released.
+#[test]
+fn a_release_lost_after_the_hold_is_made_up_on_the_target() {
+    let src = FakeZfs::from_fixture("+ tank\n+ tank/data\n+ tank/data@autosnap_1\n");
+    let dst = FakeZfs::from_fixture("+ back\n");
+    let tag = job().hold_tag();
+    assert_eq!(run(&src, &dst, None, false).report.failures(), 0);
+    let snap = |z: &str, n: &str| SnapshotName::parse(&format!("{z}@{n}")).unwrap();
+    src.snapshot_recursive(&snap("tank/data", "autosnap_2"), &[])
+        .unwrap();
+    land(
+        &src,
+        &dst,
+        snap("tank/data", "autosnap_1"),
+        snap("tank/data", "autosnap_2"),
+    );
+    // The source side of that run went through; on the target the new base
+    // was held and the old one not released.
+    src.hold(&tag, &[snap("tank/data", "autosnap_2")]).unwrap();
+    src.release(&tag, &[snap("tank/data", "autosnap_1")])
+        .unwrap();
+    dst.hold(&tag, &[snap("back/data", "autosnap_2")]).unwrap();
+    // Nothing new to send: the next run is up to date.
+    let r = run(&src, &dst, None, false);
+    assert_eq!(r.report.failures(), 0, "{:#?}", r.report);
+    assert!(holds(&dst, "back/data@autosnap_1").is_empty());
+    assert_eq!(holds(&dst, "back/data@autosnap_2"), vec![tag.clone()]);
+    assert_eq!(holds(&src, "tank/data@autosnap_2"), vec![tag.clone()]);
+    assert!(holds(&src, "tank/data@autosnap_1").is_empty());
+    assert!(r.report.warnings.is_empty(), "{:#?}", r.report.warnings);
+}

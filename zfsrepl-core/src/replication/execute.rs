@@ -435,16 +435,24 @@ where
         &new_base,
         previous.as_deref(),
     );
-    // The previous base unheld on the target (which only this job holds):
-    // an earlier run was cut after its receive and before its holds, and
-    // our tag may be left on an older snapshot on either side. Released
-    // from every held one ("no such tag" where it is not ours is fine).
-    if let Some(p) = previous.as_deref()
-        && target
+    // Strays of ours, released from every held snapshot but the new base
+    // ("no such tag" where a hold is someone else's is fine):
+    // - on the target, which is the job's alone, always: a run cut between
+    //   the hold of its new base and the release of the old one leaves no
+    //   other trace;
+    // - on the source too when the previous base is unheld on the target:
+    //   an earlier run was cut after its receive and before its holds.
+    let cut = previous.as_deref().is_some_and(|p| {
+        target
             .iter()
             .any(|v| !v.name.is_bookmark() && v.name.short() == p && v.userrefs == Some(0))
+    });
+    let mut sides = vec![(&mut dst_plan, &target)];
+    if cut {
+        sides.push((&mut src_plan, &source));
+    }
     {
-        for (plan, versions) in [(&mut src_plan, &source), (&mut dst_plan, &target)] {
+        for (plan, versions) in sides {
             for v in versions {
                 if let VersionName::Snapshot(snap) = &v.name
                     && v.userrefs.is_some_and(|n| n > 0)
@@ -491,7 +499,14 @@ fn plan_base_holds(input: &TreeInput, dp: &DatasetPlan) -> Option<(SideCleanup, 
     let newest = target.snapshots().max_by_key(|v| v.createtxg)?;
     let source = input.source.iter().find(|d| d.name == dp.source)?;
     let base = source.snapshots().find(|v| v.guid == newest.guid)?;
-    if base.userrefs != Some(0) && newest.userrefs != Some(0) {
+    let cut = base.userrefs == Some(0) || newest.userrefs == Some(0);
+    // The target is the job's alone: a hold there on anything but the base
+    // is one a cut run failed to release (the release lost after the hold
+    // was made, say), whatever the source shows.
+    let stray = target
+        .snapshots()
+        .any(|v| v.guid != newest.guid && v.userrefs.is_some_and(|n| n > 0));
+    if !cut && !stray {
         return None;
     }
     let side = |all: &mut dyn Iterator<Item = &Version>, base: &Version| {
@@ -500,7 +515,11 @@ fn plan_base_holds(input: &TreeInput, dp: &DatasetPlan) -> Option<(SideCleanup, 
             VersionName::Bookmark(_) => None,
         };
         SideCleanup {
-            hold: snap(base),
+            hold: if base.userrefs == Some(0) || cut {
+                snap(base)
+            } else {
+                None
+            },
             release: all
                 .filter(|v| v.guid != base.guid && v.userrefs.is_some_and(|n| n > 0))
                 .filter_map(snap)
@@ -508,10 +527,12 @@ fn plan_base_holds(input: &TreeInput, dp: &DatasetPlan) -> Option<(SideCleanup, 
             ..SideCleanup::default()
         }
     };
-    Some((
-        side(&mut source.snapshots(), base),
-        side(&mut target.snapshots(), newest),
-    ))
+    let src = if cut {
+        side(&mut source.snapshots(), base)
+    } else {
+        SideCleanup::default()
+    };
+    Some((src, side(&mut target.snapshots(), newest)))
 }
 
 /// Runs `op` on all of `snaps` at once, and one by one where the batch
