@@ -41,7 +41,7 @@ use zfsrepl_core::replication::execute::{BytesOnly, ExecOptions, ExecReport, exe
 use zfsrepl_core::replication::gather::gather_tree_input;
 use zfsrepl_core::replication::{ReplicationPolicy, SyncJob, plan_tree};
 use zfsrepl_core::stream::{CancelToken, CopyOptions};
-use zfsrepl_core::testing::{TestPool, kill_zfs_child};
+use zfsrepl_core::testing::{SplitMix64 as Rng, TestPool, kill_zfs_child, unmount_retrying};
 use zfsrepl_core::zfs::{ListSpec, LocalRunner};
 use zfsrepl_core::{DatasetName, Guid, ZfsCli, ZfsRead, ZfsWrite};
 
@@ -53,8 +53,6 @@ const CHILDREN: [&str; 3] = ["", "/plain", "/-x y: z.w"];
 fn job() -> SyncJob {
     SyncJob::new("chaos job", "the target")
 }
-
-use zfsrepl_core::testing::SplitMix64 as Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -220,15 +218,7 @@ fn same_files(src: &TestPool, dst: &TestPool, what: &str) {
     }
     for c in CHILDREN.iter().rev() {
         let ds = dst.ds(&format!("copy{c}"));
-        // Busy for a moment on zfs-fuse right after reads: retry.
-        let unmounted = (0..50).any(|_| {
-            let ok = zfs_ok(&["unmount", ds.as_str()]).is_ok();
-            if !ok {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            ok
-        });
-        assert!(unmounted, "{what}: cannot unmount {ds}");
+        assert!(unmount_retrying(&ds), "{what}: cannot unmount {ds}");
     }
 }
 

@@ -41,7 +41,9 @@ use common::{Daemon, job, status};
 use serde_json::Value;
 use zfsrepl_core::replication::SyncJob;
 use zfsrepl_core::testing::netns::NetNs;
-use zfsrepl_core::testing::{TestPool, kill_zfs_process, zfs_binary};
+use zfsrepl_core::testing::{
+    SplitMix64 as Rng, TestPool, kill_zfs_process, unmount_retrying, zfs_binary,
+};
 use zfsrepl_core::zfs::{ListSpec, LocalRunner};
 use zfsrepl_core::{DatasetName, ZfsCli, ZfsRead};
 
@@ -53,8 +55,6 @@ const PORT: u16 = 8470;
 const CHILDREN: [&str; 3] = ["", "/plain", "/-x y: z.w"];
 /// `frequently` in the policy.
 const KEEP: usize = 3;
-
-use zfsrepl_core::testing::SplitMix64 as Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -553,15 +553,7 @@ impl World {
         for (pool, root) in &targets {
             for c in CHILDREN.iter().rev() {
                 let ds = pool.ds(&format!("{root}{c}"));
-                // Busy for a moment on zfs-fuse right after reads.
-                let ok = (0..50).any(|_| {
-                    let ok = zfs(&["unmount", ds.as_str()]).is_ok();
-                    if !ok {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    ok
-                });
-                assert!(ok, "{what}: cannot unmount {ds}");
+                assert!(unmount_retrying(&ds), "{what}: cannot unmount {ds}");
             }
         }
     }

@@ -397,3 +397,19 @@ impl SplitMix64 {
         v
     }
 }
+
+/// `zfs unmount DATASET`, retried for up to 5 s: zfs-fuse says "busy" for
+/// a moment right after files were read. Whether it got unmounted.
+#[must_use]
+pub fn unmount_retrying(dataset: &DatasetName) -> bool {
+    (0..50).any(|_| {
+        let ok = Command::new(zfs_binary())
+            .args(["unmount", dataset.as_str()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    })
+}
