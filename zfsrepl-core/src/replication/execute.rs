@@ -423,12 +423,11 @@ where
         .map(|d| d.versions.clone())
         .unwrap_or_default();
     let mut src_plan = plan_side_cleanup(job, &source, &new_base, previous.as_deref());
-    let target: Vec<Version> = input
+    let target: &[Version] = input
         .target
         .iter()
         .find(|d| d.name == dp.target)
-        .map(|d| d.versions.clone())
-        .unwrap_or_default();
+        .map_or(&[], |d| d.versions.as_slice());
     let mut dst_plan = plan_side_cleanup(
         job,
         &target_after(input, dp, &source),
@@ -447,9 +446,9 @@ where
             .iter()
             .any(|v| !v.name.is_bookmark() && v.name.short() == p && v.userrefs == Some(0))
     });
-    let mut sides = vec![(&mut dst_plan, &target)];
+    let mut sides = vec![(&mut dst_plan, target)];
     if cut {
-        sides.push((&mut src_plan, &source));
+        sides.push((&mut src_plan, source.as_slice()));
     }
     {
         for (plan, versions) in sides {
