@@ -37,15 +37,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, job, status};
+use common::{Daemon, Snap, job, status, tagged, tree, zfs};
 use serde_json::Value;
 use zfsrepl_core::replication::SyncJob;
 use zfsrepl_core::testing::netns::NetNs;
 use zfsrepl_core::testing::{
     SplitMix64 as Rng, TestPool, kill_zfs_process, unmount_retrying, zfs_binary,
 };
-use zfsrepl_core::zfs::{ListSpec, LocalRunner};
-use zfsrepl_core::{DatasetName, ZfsCli, ZfsRead};
 
 const ZFSREPL: &str = env!("CARGO_BIN_EXE_zfsrepl");
 const ID: &str = "off2 to ovh3";
@@ -156,38 +154,6 @@ struct World {
     foreign: BTreeMap<String, u64>,
     /// Holds found that are not ours (zfs-fuse's), over all checks.
     foreign_holds: std::cell::Cell<usize>,
-}
-
-fn zfs(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(zfs_binary()).args(args).output().unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// One snapshot: short name, guid, userrefs.
-type Snap = (String, u64, u64);
-
-/// Every dataset under `root` (relative name) with its snapshots, oldest
-/// first.
-fn tree(root: &str) -> BTreeMap<String, Vec<Snap>> {
-    let zfs = ZfsCli::probe(LocalRunner::new(), zfs_binary()).unwrap();
-    let root_ds = DatasetName::parse(root).unwrap();
-    let l = zfs
-        .list(&ListSpec::all(vec![root_ds]))
-        .unwrap_or_else(|e| panic!("zfs list {root}: {e}"));
-    l.iter()
-        .map(|d| {
-            let rel = d.name.as_str()[root.len()..].to_owned();
-            let snaps = d
-                .snapshots()
-                .map(|v| (v.name.short().to_owned(), v.guid.0, v.userrefs.unwrap_or(0)))
-                .collect();
-            (rel, snaps)
-        })
-        .collect()
 }
 
 fn policy_text(w: &World) -> String {
@@ -570,17 +536,10 @@ impl World {
                 SyncJob::new("remote", &format!("ovh3:{r2}")).hold_tag(),
             ),
         ];
-        let mut out = Vec::new();
-        for (job, tag) in &tags {
-            match zfs(&["hold", tag, snap]) {
-                Ok(_) => zfs(&["release", tag, snap])
-                    .map(|_| ())
-                    .unwrap_or_else(|e| panic!("release {tag} {snap}: {e}")),
-                Err(e) if e.contains("already exists") => out.push(*job),
-                Err(e) => panic!("hold {tag} {snap}: {e}"),
-            }
-        }
-        out
+        tags.iter()
+            .filter(|(_, tag)| tagged(tag, snap))
+            .map(|(job, _)| *job)
+            .collect()
     }
 
     /// `snap` (with `userrefs` holds) carries exactly the tags of `want`;

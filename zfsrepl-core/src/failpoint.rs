@@ -6,7 +6,9 @@
 //! Unset, which is always the case outside tests, a point costs one
 //! atomic load after the first call. The variable is read once per
 //! process. The points are listed where they are used (`grep
-//! failpoint::hit`); the daemon's state file has one at every write step.
+//! failpoint::hit`): the daemon's state file has one at every write step,
+//! and replication's cleanup one after the receives and after each side's
+//! holds and releases.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

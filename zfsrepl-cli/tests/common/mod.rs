@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +11,9 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
+use zfsrepl_core::testing::zfs_binary;
+use zfsrepl_core::zfs::{ListSpec, LocalRunner};
+use zfsrepl_core::{DatasetName, ZfsCli, ZfsRead};
 
 pub fn zfsrepl() -> Command {
     Command::cargo_bin("zfsrepl").unwrap()
@@ -138,4 +142,51 @@ pub fn snapshots(dataset: &str) -> Vec<String> {
         .lines()
         .filter_map(|l| l.split_once('@').map(|(_, s)| s.to_owned()))
         .collect()
+}
+
+/// `zfs ARGS`: its stdout, or its stderr as the error.
+pub fn zfs(args: &[&str]) -> Result<String, String> {
+    let out = StdCommand::new(zfs_binary()).args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// One snapshot: short name, guid, userrefs.
+pub type Snap = (String, u64, u64);
+
+/// Every dataset under `root` (relative name, `""` for the root) with its
+/// snapshots, oldest first.
+pub fn tree(root: &str) -> BTreeMap<String, Vec<Snap>> {
+    let zfs = ZfsCli::probe(LocalRunner::new(), zfs_binary()).unwrap();
+    let root_ds = DatasetName::parse(root).unwrap();
+    let l = zfs
+        .list(&ListSpec::all(vec![root_ds]))
+        .unwrap_or_else(|e| panic!("zfs list {root}: {e}"));
+    l.iter()
+        .map(|d| {
+            let rel = d.name.as_str()[root.len()..].to_owned();
+            let snaps = d
+                .snapshots()
+                .map(|v| (v.name.short().to_owned(), v.guid.0, v.userrefs.unwrap_or(0)))
+                .collect();
+            (rel, snaps)
+        })
+        .collect()
+}
+
+/// Whether the hold `tag` is on `snap`. zfs-fuse cannot list tags: the tag
+/// is put on and, when that worked (it was not there), taken off again;
+/// "tag already exists" means it is there.
+pub fn tagged(tag: &str, snap: &str) -> bool {
+    match zfs(&["hold", tag, snap]) {
+        Ok(_) => {
+            zfs(&["release", tag, snap]).unwrap_or_else(|e| panic!("release {tag} {snap}: {e}"));
+            false
+        }
+        Err(e) if e.contains("already exists") => true,
+        Err(e) => panic!("hold {tag} {snap}: {e}"),
+    }
 }

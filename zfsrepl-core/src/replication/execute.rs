@@ -198,8 +198,12 @@ where
         report.datasets.push(out);
     }
     if let Some(job) = &opts.sync {
-        run_side(src, &job.hold_tag(), &src_todo, &mut report);
-        run_side(dst, &job.hold_tag(), &dst_todo, &mut report);
+        // Crash points (tests only, `crate::failpoint`): between the
+        // receives and the holds, and between each side's holds, releases
+        // and destroys. A run cut at any of them is mended by the next.
+        crate::failpoint::hit("repl-received");
+        run_side(src, "source", &job.hold_tag(), &src_todo, &mut report);
+        run_side(dst, "target", &job.hold_tag(), &dst_todo, &mut report);
     }
     if opts.readonly {
         let root_ok = report
@@ -560,6 +564,7 @@ fn batch<Z: ?Sized>(
 /// first, then release the tag from the old ones, then destroy.
 fn run_side<Z: ZfsRead + ZfsWrite + ?Sized>(
     z: &Z,
+    side: &str,
     tag: &str,
     todo: &[(usize, SideCleanup)],
     report: &mut ExecReport,
@@ -581,6 +586,7 @@ fn run_side<Z: ZfsRead + ZfsWrite + ?Sized>(
             |z, s| z.hold(tag, s),
             w,
         );
+        crate::failpoint::hit(&format!("repl-{side}-held"));
         batch(
             z,
             &releases,
@@ -588,6 +594,7 @@ fn run_side<Z: ZfsRead + ZfsWrite + ?Sized>(
             |z, s| z.release(tag, s),
             w,
         );
+        crate::failpoint::hit(&format!("repl-{side}-released"));
     }
     let destroys: Vec<SnapshotName> = todo
         .iter()
