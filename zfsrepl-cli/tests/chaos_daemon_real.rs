@@ -567,7 +567,6 @@ impl World {
         let s = tree(&sroot);
         let want: BTreeSet<String> = CHILDREN.iter().map(|c| (*c).to_owned()).collect();
         assert_eq!(s.keys().cloned().collect::<BTreeSet<_>>(), want, "{what}");
-        let is_auto = |n: &str| n.starts_with("zfsrepl_") && n.ends_with("_frequently");
         let is_own = |n: &str| n.starts_with('r') && n[1..].bytes().all(|b| b.is_ascii_digit());
         for (c, ss) in &s {
             // Only autosnaps and the runner's snapshots: no sync snapshot
@@ -581,7 +580,7 @@ impl World {
             }
             // Sanoid's counts are ages (N periods): one more can be young
             // enough. The exact check is the dry run below.
-            let autos = ss.iter().filter(|x| is_auto(&x.0)).count();
+            let autos = prunable_autos(ss);
             assert!(
                 autos <= KEEP + 1,
                 "{what}: {c}: {autos} autosnaps kept on the source: {ss:?}"
@@ -643,7 +642,7 @@ impl World {
                     self.holds_are(what, &format!("{root}{c}@{}", x.0), x.2, want, dd);
                 }
                 if extra == 1 {
-                    let autos = dd.iter().filter(|x| is_auto(&x.0)).count();
+                    let autos = prunable_autos(dd);
                     assert!(
                         autos <= KEEP + 1,
                         "{what}: {root}{c}: {autos} autosnaps: {dd:?}"
@@ -682,6 +681,25 @@ impl Drop for World {
         drop(self.server.take());
         self.unfill();
     }
+}
+
+/// Whether a snapshot is one of the snapshot job's.
+fn is_auto(name: &str) -> bool {
+    name.starts_with("zfsrepl_") && name.ends_with("_frequently")
+}
+
+/// The autosnaps of a dataset's snapshots (oldest first) that retention
+/// may count and destroy: held ones other than the newest are kept whoever
+/// holds them, and ours are only ever on the newest (checked by tag), so
+/// those are zfs-fuse's leaked holds (round 191 of seed 20261206 kept a
+/// fifth autosnap for one) and are left out.
+fn prunable_autos(snaps: &[Snap]) -> usize {
+    let newest = snaps.last().map(|x| x.1);
+    snaps
+        .iter()
+        .filter(|x| is_auto(&x.0))
+        .filter(|x| x.2 == 0 || Some(x.1) == newest)
+        .count()
 }
 
 /// Whether a `zfs <sub>` whose argv mentions `needle` runs now.
