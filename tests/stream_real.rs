@@ -13,7 +13,8 @@ use zfsrepl_core::stream::{
 };
 use zfsrepl_core::testing::TestPool;
 use zfsrepl_core::zfs::{
-    ListSpec, RecvSpec, SendFlags, SendSource, SendSpec, ZfsErrorKind, ZfsStream,
+    ListSpec, RecvSpec, SendFlags, SendSource, SendSpec, SendStream, VersionName, ZfsErrorKind,
+    ZfsStream,
 };
 use zfsrepl_core::{DatasetName, SnapshotName, ZfsRead};
 
@@ -112,4 +113,44 @@ fn pipeline_blames_a_refusing_receiver_not_the_broken_pipe() {
         other => panic!("cause {other:?}, outcome {again:?}"),
     }
     assert!(again.send.error().is_none(), "{:?}", again.send);
+}
+
+/// zfs-fuse leaves the temporary holds of a `zfs send -I` killed mid-ioctl
+/// on every snapshot of its range, for good: an aborted send must end by
+/// itself (its pipe closed) before any kill, so nothing stays held.
+#[test]
+fn an_aborted_send_leaves_no_hold_behind() {
+    let src = TestPool::mounted();
+    src.apply("+ d");
+    for i in 1..=4 {
+        for f in 0..4 {
+            src.write("d", &format!("f{i}-{f}"), 1 << 20);
+        }
+        src.apply(&format!("+ d@s{i}"));
+    }
+    let zfs = src.zfs();
+    let mut send = zfs
+        .send(&SendSpec {
+            source: SendSource::Incremental {
+                from: VersionName::Snapshot(src.snap("d", "s1")),
+                to: src.snap("d", "s4"),
+                intermediates: true,
+            },
+            flags: SendFlags::default(),
+        })
+        .unwrap();
+    // It runs, then stalls on a full pipe: nobody reads.
+    let mut head = [0u8; 4096];
+    std::io::Read::read_exact(&mut send, &mut head).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    send.abort();
+    let held: Vec<(String, Option<u64>)> = zfs
+        .list(&ListSpec::all(vec![src.ds("d")]))
+        .unwrap()
+        .iter()
+        .flat_map(|d| d.snapshots())
+        .map(|v| (v.name.short().to_owned(), v.userrefs))
+        .collect();
+    assert_eq!(held.len(), 4, "{held:?}");
+    assert!(held.iter().all(|h| h.1 == Some(0)), "{held:?}");
 }

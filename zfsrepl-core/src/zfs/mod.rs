@@ -453,7 +453,9 @@ pub trait SendStream: io::Read + Send {
     /// The sender's failure, with its stderr tail.
     fn finish(self) -> ZfsResult<()>;
 
-    /// Stops the sender (kill and reap) without waiting for the stream's end.
+    /// Stops the sender without waiting for the stream's end: the stream
+    /// is closed, the sender given a moment to end by itself, then killed
+    /// and reaped ([`Child::kill`](crate::zfs::runner::Child::kill)).
     fn abort(self);
 }
 
@@ -469,7 +471,8 @@ pub trait RecvSink: io::Write + Send {
     /// The receiver's failure, with its stderr tail and classified kind.
     fn finish(self) -> ZfsResult<()>;
 
-    /// Stops the receiver (kill and reap); a resumable receive keeps its
+    /// Stops the receiver: its stream is cut short, it is given a moment to
+    /// end by itself, then killed and reaped; a resumable receive keeps its
     /// token.
     fn abort(self);
 }

@@ -21,11 +21,16 @@ use std::path::PathBuf;
 use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 /// How much of a child's stderr we keep (the tail; older bytes are dropped).
 pub const STDERR_TAIL_BYTES: usize = 16 * 1024;
+
+/// How long a child being stopped ([`Child::kill`], or dropped unwaited)
+/// has to end by itself once its pipes are closed, before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Where commands run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,7 +258,17 @@ impl Child {
         })
     }
 
-    /// Kills the child (SIGKILL) and reaps it.
+    /// Stops the child and reaps it: its pipes are closed, it is given
+    /// [`STOP_GRACE`] to end by itself, then it is killed (SIGKILL).
+    ///
+    /// With its pipes closed, a `zfs send` ends within milliseconds (its
+    /// next write fails) and a `zfs receive` at once (its stream ends
+    /// early, so it fails, keeping a resume token where asked), each
+    /// through its own cleanup; an ssh client ends and lets the remote
+    /// command end the same way. A `zfs send -I` killed while its ioctl
+    /// runs, by contrast, leaves its temporary holds behind on zfs-fuse
+    /// (kernel OpenZFS releases them), holds that keep those snapshots
+    /// from being pruned.
     pub fn kill(mut self) {
         self.kill_in_place();
     }
@@ -262,6 +277,13 @@ impl Child {
         drop(self.stdin.take());
         drop(self.stdout.take());
         if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + STOP_GRACE;
+            let mut nap = Duration::from_millis(1);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(50));
+            }
+            // Already reaped by `try_wait` when it ended: then a no-op.
             let _ = c.kill();
             let _ = c.wait();
         }
