@@ -284,14 +284,10 @@ impl World {
     }
 
     fn daemon_log(&self) -> String {
-        let mut all = String::new();
-        for e in std::fs::read_dir(self.dir()).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("daemon-") {
-                all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        all
+        daemon_logs(self.dir())
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
     }
 
     fn trigger(&self) {
@@ -683,6 +679,57 @@ impl Drop for World {
     }
 }
 
+/// The daemon's log files in `dir` (`daemon-N.log`), in start order.
+fn daemon_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let k = n
+                .strip_prefix("daemon-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((k, e.path()))
+        })
+        .collect();
+    logs.sort();
+    logs.into_iter().map(|(_, p)| p).collect()
+}
+
+/// On any panic of the run, wherever it happens (a check, a fault, a
+/// status query that finds no daemon), the daemon's last log lines are
+/// printed and all its logs copied to `$TMPDIR/zfsrepl-chaos-daemon-PID/`:
+/// the run's own directory goes with the test.
+fn keep_logs_on_panic(dir: PathBuf) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let logs = daemon_logs(&dir);
+        let keep =
+            std::env::temp_dir().join(format!("zfsrepl-chaos-daemon-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&keep);
+        let mut all = String::new();
+        for p in &logs {
+            if let Some(name) = p.file_name() {
+                let _ = std::fs::copy(p, keep.join(name));
+            }
+            all.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+        }
+        let tail: Vec<&str> = all.lines().rev().take(80).collect();
+        eprintln!("chaos-daemon: the daemon's last log lines:");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+        eprintln!(
+            "chaos-daemon: {} daemon log(s) kept in {}",
+            logs.len(),
+            keep.display()
+        );
+    }));
+}
+
 /// Whether a snapshot is one of the snapshot job's.
 fn is_auto(name: &str) -> bool {
     name.starts_with("zfsrepl_") && name.ends_with("_frequently")
@@ -731,6 +778,7 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
     eprintln!("chaos-daemon: seed {seed}, {faults} faults (ZFSREPL_CHAOS_SEED to replay)");
     let mut rng = Rng(seed);
     let mut w = World::new();
+    keep_logs_on_panic(w.dir().to_owned());
     w.change(&mut rng, 0);
     w.own_snapshot(0);
     w.converge("initial");
@@ -874,17 +922,7 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
         }
         chains += w.converge(&what);
         let files = round % 4 == 0 || injected == faults;
-        if let Err(e) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.check(&what, files)))
-        {
-            let log = w.daemon_log();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!("chaos-daemon: {what}: the daemon's last log lines:");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-            std::panic::resume_unwind(e);
-        }
+        w.check(&what, files);
         w.thin(round);
         if fault != Fault::Nothing {
             survived += 1;
