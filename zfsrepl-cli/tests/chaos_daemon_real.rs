@@ -24,7 +24,9 @@
 //!   local target, whose newest common snapshot is never pruned.
 //!
 //! `ZFSREPL_CHAOS_SEED` (default fixed, printed) and `ZFSREPL_CHAOS_FAULTS`
-//! (default 20, the CI form; the long form is 500) choose the run.
+//! (default 20, the CI form; the long form is 500) choose the run;
+//! `ZFSREPL_CHAOS_ONLY=KillDaemon,LinkCut` (kinds as printed) limits the
+//! faults to those kinds, to replay one kind of failure quickly.
 //! Never skipped: without ZFS, `ip` or root it fails.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
@@ -280,7 +282,9 @@ impl World {
     }
 
     fn start_daemon(&mut self) {
-        self.daemon = Some(Daemon::start(&self.policy, self.dir.path()));
+        let d = Daemon::start(&self.policy, self.dir.path());
+        DAEMON_PID.store(d.child.id(), std::sync::atomic::Ordering::SeqCst);
+        self.daemon = Some(d);
     }
 
     fn daemon_log(&self) -> String {
@@ -727,7 +731,35 @@ fn keep_logs_on_panic(dir: PathBuf) {
             logs.len(),
             keep.display()
         );
+        eprintln!("chaos-daemon: the daemon: {}", daemon_state());
     }));
+}
+
+/// The pid of the daemon the runner started last.
+static DAEMON_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Whether the last daemon runs, and if it ended, how (from `/proc`: an
+/// unreaped child is a zombie that keeps its wait status).
+fn daemon_state() -> String {
+    let pid = DAEMON_PID.load(std::sync::atomic::Ordering::SeqCst);
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return format!("pid {pid}: gone (reaped)");
+    };
+    // `pid (comm) state ...`; the wait status is the 52nd field.
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+    let state = rest.first().copied().unwrap_or("?");
+    let code: i32 = rest.get(49).and_then(|c| c.parse().ok()).unwrap_or(-1);
+    if state == "Z" {
+        format!(
+            "pid {pid}: ended: exit code {}, signal {}",
+            (code >> 8) & 0xff,
+            code & 0x7f
+        )
+    } else {
+        format!("pid {pid}: running (state {state})")
+    }
 }
 
 /// Whether a snapshot is one of the snapshot job's.
@@ -776,6 +808,20 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
         .ok()
         .map_or(20, |s| s.parse().expect("ZFSREPL_CHAOS_FAULTS"));
     eprintln!("chaos-daemon: seed {seed}, {faults} faults (ZFSREPL_CHAOS_SEED to replay)");
+    let kinds: Vec<Fault> = match std::env::var("ZFSREPL_CHAOS_ONLY") {
+        Ok(only) => {
+            let k: Vec<Fault> = FAULTS
+                .into_iter()
+                .filter(|f| only.split(',').any(|o| o.trim() == format!("{f:?}")))
+                .collect();
+            assert!(
+                !k.is_empty(),
+                "ZFSREPL_CHAOS_ONLY={only}: kinds are {FAULTS:?}"
+            );
+            k
+        }
+        Err(_) => FAULTS.to_vec(),
+    };
     let mut rng = Rng(seed);
     let mut w = World::new();
     keep_logs_on_panic(w.dir().to_owned());
@@ -791,7 +837,7 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
     let mut manual: BTreeMap<String, usize> = BTreeMap::new();
     while injected < faults {
         round += 1;
-        let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+        let fault = kinds[rng.below(kinds.len() as u64) as usize];
         // Rounds change the files and take a snapshot of the runner's to
         // send, except some of those whose fault needs no stream: they send
         // what the autosnaps (once a minute) bring, so the files stay those
@@ -805,6 +851,10 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
             w.own_snapshot(round);
         }
         let what = format!("round {round} ({fault:?}, seed {seed})");
+        eprintln!(
+            "chaos-daemon: {what} at {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         let (src_name, t1_name, t2_name) = (
             w.src.name().to_owned(),
             w.t1.name().to_owned(),
