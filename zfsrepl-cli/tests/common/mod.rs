@@ -40,6 +40,10 @@ impl Daemon {
         cmd.args(["daemon", "--policy"])
             .arg(policy)
             .env("ZFSREPL_LOG", "info,zfsrepl_daemon=debug")
+            // glibc's fatal messages (heap corruption and the like) go to
+            // the tty by default: into the log instead, so that a daemon
+            // that dies of one says so.
+            .env("LIBC_FATAL_STDERR_", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
