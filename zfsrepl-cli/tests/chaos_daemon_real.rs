@@ -235,7 +235,11 @@ impl World {
         let ns = NetNs::new();
         let src = TestPool::mounted();
         let t1 = TestPool::mounted();
-        let t2 = TestPool::mounted();
+        // The remote target is pruned by no job here (its own host would):
+        // every minute's autosnap stays, with the files of that minute.
+        // About 250 MB after 30 minutes (round 440 of a long run filled a
+        // 256 MiB pool); sparse, so the size costs nothing until used.
+        let t2 = TestPool::mounted_with_size(1 << 30);
         for t in [&t1, &t2] {
             // Reading files to compare them is not a modification.
             zfs(&["set", "atime=off", t.name()]).unwrap();
