@@ -449,6 +449,25 @@ fn without_written_a_modified_target_is_seen_by_referenced() {
 
 /// Sends `from -> to` into `back/data` by hand, as a run cut right after
 /// its receive (before its holds and cleanup) would have.
+/// `dataset@name`, parsed.
+fn snap(dataset: &str, name: &str) -> SnapshotName {
+    SnapshotName::parse(&format!("{dataset}@{name}")).unwrap()
+}
+
+/// Takes `tank/data@autosnap_2` and lands it on the target after
+/// `autosnap_1`, as a run cut after its receive (before its holds) leaves
+/// them.
+fn land_autosnap_2(src: &FakeZfs, dst: &FakeZfs) {
+    src.snapshot_recursive(&snap("tank/data", "autosnap_2"), &[])
+        .unwrap();
+    land(
+        src,
+        dst,
+        snap("tank/data", "autosnap_1"),
+        snap("tank/data", "autosnap_2"),
+    );
+}
+
 fn land(src: &FakeZfs, dst: &FakeZfs, from: SnapshotName, to: SnapshotName) {
     let mut w = Vec::new();
     src.send(&SendSpec {
@@ -592,19 +611,11 @@ fn a_run_after_a_cut_one_releases_the_tag_left_on_an_older_base() {
     let dst = FakeZfs::from_fixture("+ back\n");
     let tag = job().hold_tag();
     assert_eq!(run(&src, &dst, None, false).report.failures(), 0);
-    let snap = |z: &str, n: &str| SnapshotName::parse(&format!("{z}@{n}")).unwrap();
     assert_eq!(holds(&src, "tank/data@autosnap_1"), vec![tag.clone()]);
     src.hold("other job", &[snap("tank/data", "autosnap_1")])
         .unwrap();
     // autosnap_2 lands, the run is cut before its holds.
-    src.snapshot_recursive(&snap("tank/data", "autosnap_2"), &[])
-        .unwrap();
-    land(
-        &src,
-        &dst,
-        snap("tank/data", "autosnap_1"),
-        snap("tank/data", "autosnap_2"),
-    );
+    land_autosnap_2(&src, &dst);
     // The next run sends autosnap_2 -> autosnap_3.
     src.snapshot_recursive(&snap("tank/data", "autosnap_3"), &[])
         .unwrap();
@@ -637,15 +648,7 @@ fn a_release_lost_after_the_hold_is_made_up_on_the_target() {
     let dst = FakeZfs::from_fixture("+ back\n");
     let tag = job().hold_tag();
     assert_eq!(run(&src, &dst, None, false).report.failures(), 0);
-    let snap = |z: &str, n: &str| SnapshotName::parse(&format!("{z}@{n}")).unwrap();
-    src.snapshot_recursive(&snap("tank/data", "autosnap_2"), &[])
-        .unwrap();
-    land(
-        &src,
-        &dst,
-        snap("tank/data", "autosnap_1"),
-        snap("tank/data", "autosnap_2"),
-    );
+    land_autosnap_2(&src, &dst);
     // The source side of that run went through; on the target the new base
     // was held and the old one not released.
     src.hold(&tag, &[snap("tank/data", "autosnap_2")]).unwrap();
