@@ -705,10 +705,66 @@ fn bind_control(path: &Path) -> Result<UnixListener, StartError> {
     Ok(l)
 }
 
+/// How long an accept loop waits after a failed `accept` before it tries
+/// again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
+
+/// An accept loop's answer to failures. A listening socket with a
+/// connection waiting stays readable, so an `accept` that fails for want of
+/// descriptors (EMFILE, ENFILE) or memory fails again at once: retried
+/// without a pause, it spins a core until something else frees a
+/// descriptor. This pauses [`ACCEPT_PAUSE`] after each failure, warns once
+/// per run of failures (not twice a second) and says when accepting works
+/// again.
+pub(crate) struct AcceptPause {
+    what: &'static str,
+    failures: u64,
+}
+
+impl AcceptPause {
+    /// For the listener called `what` in the log.
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self { what, failures: 0 }
+    }
+
+    /// A connection was accepted.
+    pub(crate) fn accepted(&mut self) {
+        if self.failures > 0 {
+            info!(
+                listener = self.what,
+                failures = self.failures,
+                "accepting connections again"
+            );
+            self.failures = 0;
+        }
+    }
+
+    /// `accept` failed with `e`: log it and wait before the next try.
+    pub(crate) async fn failed(&mut self, e: &std::io::Error) {
+        if self.failures == 0 {
+            warn!(
+                listener = self.what,
+                error = %e,
+                "cannot accept a connection (out of descriptors?): retrying every {ACCEPT_PAUSE:?}"
+            );
+        }
+        self.failures += 1;
+        tokio::time::sleep(ACCEPT_PAUSE).await;
+    }
+}
+
 async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Control>) {
+    let mut pause = AcceptPause::new("control socket");
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
-            continue;
+        let conn = match listener.accept().await {
+            Ok((conn, _)) => {
+                pause.accepted();
+                conn
+            }
+            Err(e) => {
+                pause.failed(&e).await;
+                continue;
+            }
         };
         let tx = tx.clone();
         tokio::spawn(async move {

@@ -289,9 +289,17 @@ impl<R: Runner> Runner for Metered<R> {
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    let mut pause = crate::daemon::AcceptPause::new("metrics");
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
+        let mut conn = match listener.accept().await {
+            Ok((conn, _)) => {
+                pause.accepted();
+                conn
+            }
+            Err(e) => {
+                pause.failed(&e).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
