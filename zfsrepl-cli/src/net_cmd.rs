@@ -263,7 +263,12 @@ fn user_uid(user: &str) -> Result<u32> {
 }
 
 /// Runs `zfsrepl serve --listen`.
-pub fn run_listen(l: &ListenArgs, config: &std::path::Path, zfs_bin: OsString) -> Result<ExitCode> {
+pub fn run_listen(
+    l: &ListenArgs,
+    config: &std::path::Path,
+    zfs_bin: OsString,
+    locks: zfsrepl_core::lock::LockDir,
+) -> Result<ExitCode> {
     let Some(addr) = &l.listen else {
         bail!("--listen ADDR is required");
     };
@@ -307,7 +312,7 @@ pub fn run_listen(l: &ListenArgs, config: &std::path::Path, zfs_bin: OsString) -
     let floor = RetentionFloor::new(zfs);
     let handler = move |stream: NetStream, peer: &PeerConfig| {
         let who = peer.who().to_owned();
-        let server = Server::new(peer.clone(), floor.clone());
+        let server = Server::new(peer.clone(), floor.clone()).with_locks(locks.clone());
         match server.serve(stream) {
             Ok(_) | Err(FrameError::Closed) => {}
             Err(e) => {

@@ -27,6 +27,12 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub net: crate::net_cmd::ListenArgs,
+    /// The agent takes this host's lock on every dataset a peer receives
+    /// into, rolls back or aborts a receive on, so that this host's daemon
+    /// and manual runs never prune or refresh it mid-receive; a locked
+    /// dataset is answered "busy" and the peer retries.
+    #[command(flatten)]
+    pub lock: crate::LockArgs,
 }
 
 /// Runs `zfsrepl serve`.
@@ -36,7 +42,7 @@ pub fn run(a: &ServeArgs, zfs_bin: OsString) -> Result<ExitCode> {
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from("/etc/zfsrepl/peers.toml"));
-        return crate::net_cmd::run_listen(&a.net, &config, zfs_bin);
+        return crate::net_cmd::run_listen(&a.net, &config, zfs_bin, a.lock.dir());
     }
     let path = a
         .config
@@ -54,7 +60,10 @@ pub fn run(a: &ServeArgs, zfs_bin: OsString) -> Result<ExitCode> {
     );
     let zfs = ZfsCli::probe(LocalRunner::new(), zfs_bin).context("probing the local zfs")?;
     let conn = StdioConn::new().context("standard input and output")?;
-    match Server::new(config, zfs).serve(conn) {
+    match Server::new(config, zfs)
+        .with_locks(a.lock.dir())
+        .serve(conn)
+    {
         Ok(_) => Ok(ExitCode::SUCCESS),
         // The client went away mid-request: nothing to tell it.
         Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {

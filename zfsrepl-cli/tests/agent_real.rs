@@ -38,12 +38,19 @@ fn agent_config(sshd: &Sshd, name: &str, read: &[&DatasetName], write: &[&Datase
     path
 }
 
+/// The lock directory of the agents that `sshd` runs (the "receiving
+/// host's" locks).
+fn agent_locks(sshd: &Sshd) -> PathBuf {
+    sshd.dir().join("agent-locks")
+}
+
 /// A key whose only use is the agent with `config`.
 fn agent_key(sshd: &Sshd, name: &str, config: &Path) -> PathBuf {
     let command = format!(
-        "{ZFSREPL} serve --stdio --config {} --zfs {}",
+        "{ZFSREPL} serve --stdio --config {} --zfs {} --lock-dir {}",
         config.display(),
-        zfs_binary().to_string_lossy()
+        zfs_binary().to_string_lossy(),
+        agent_locks(sshd).display()
     );
     sshd.forced_key(name, &command)
 }
@@ -534,6 +541,42 @@ fn send_agent_respects_dataset_locks() {
     drop(held);
     let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
     assert!(o.status.success(), "{}", show(&o));
+}
+
+/// Regression (network sessions did not take the receiving host's
+/// locks): while a job of the receiving host holds the target's lock there,
+/// a push through the agent fails "busy", naming that job, and receives
+/// nothing; afterwards the same push lands.
+#[test]
+fn the_agent_takes_the_receiving_hosts_locks() {
+    use zfsrepl_core::lock::LockDir;
+    let sshd = Sshd::start();
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ a\n+ a@s1");
+    dst.apply("+ in");
+    let config = agent_config(&sshd, "agent.toml", &[], &[&dst.ds("in")]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    let held = LockDir::new(agent_locks(&sshd))
+        .try_lock(None, &dst.ds("in/x"), "zfsrepl daemon job prune-backups")
+        .unwrap();
+    let client_locks = tempfile::tempdir().unwrap();
+    let lock_dir = client_locks.path().to_string_lossy().into_owned();
+    let args = ["--no-sync-snap", "--lock-dir", &lock_dir];
+    let target = format!("root@127.0.0.1:{}", dst.ds("in/x"));
+    let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let shown = show(&o);
+    assert!(shown.contains("busy"), "{shown}");
+    assert!(
+        shown.contains("zfsrepl daemon job prune-backups"),
+        "{shown}"
+    );
+    assert!(tree(&dst, &dst.ds("in")).len() == 1, "nothing received");
+    drop(held);
+    let o = send_agent(&sshd, &key, &args, src.ds("a").as_str(), &target);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(tree(&dst, &dst.ds("in/x")), tree(&src, &src.ds("a")));
 }
 
 /// Regression: `zfs send -I` over intermediate snapshots makes a compound

@@ -109,6 +109,9 @@ impl Server {
             .arg("--config")
             .arg(dir.join("peers.toml"))
             .args(["--dead-peer", "4", "--io-timeout", "8"])
+            // The remote host's own locks, which its sessions take.
+            .arg("--lock-dir")
+            .arg(dir.join("remote-locks"))
             .env("ZFSREPL_ZFS", zfs_binary())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

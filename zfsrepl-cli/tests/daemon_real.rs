@@ -679,6 +679,27 @@ peers = "{peers}"
         .timeout(Duration::from_secs(120))
         .assert()
         .success();
+    // The listener's sessions take the daemon's own locks: while a job of
+    // this daemon holds the copy, a peer's receive into it is busy.
+    let held = zfsrepl_core::lock::LockDir::new(dir.path().join("locks"))
+        .try_lock(
+            None,
+            &zfsrepl_core::DatasetName::parse(&format!("{}/inbox/copy", dst.name())).unwrap(),
+            "zfsrepl daemon job prune",
+        )
+        .unwrap();
+    zfsrepl()
+        .args(["send", &format!("{}/data", src.name()), &url2, "--psk-file"])
+        .arg(&client_psk)
+        .args(["--identity", ID])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .failure()
+        .stdout(
+            predicate::str::contains("busy")
+                .and(predicate::str::contains("zfsrepl daemon job prune")),
+        );
+    drop(held);
     let port = port2;
 
     // SIGTERM with a session open: the port closes at once, the daemon

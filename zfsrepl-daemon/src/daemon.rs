@@ -574,7 +574,12 @@ impl Daemon {
         let Some(new) = new else {
             return Ok(());
         };
-        match AgentListener::start(new, self.opts.zfs_bin.clone(), self.metrics.clone()) {
+        match AgentListener::start(
+            new,
+            self.opts.zfs_bin.clone(),
+            self.metrics.clone(),
+            self.locks.clone(),
+        ) {
             Ok(a) => {
                 self.agent = Some(a);
                 Ok(())
@@ -585,6 +590,7 @@ impl Daemon {
                         &old,
                         self.opts.zfs_bin.clone(),
                         self.metrics.clone(),
+                        self.locks.clone(),
                     ) {
                         Ok(a) => self.agent = Some(a),
                         Err(e2) => error!("cannot restart the old agent listener: {e2}"),
@@ -842,7 +848,12 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         tokio::spawn(crate::metrics::serve(l, metrics.clone()));
     }
     let agent = match &d.listen {
-        Some(l) => match AgentListener::start(l, opts.zfs_bin.clone(), metrics.clone()) {
+        Some(l) => match AgentListener::start(
+            l,
+            opts.zfs_bin.clone(),
+            metrics.clone(),
+            LockDir::new(&lock_dir),
+        ) {
             Ok(a) => Some(a),
             Err(e) => {
                 let _ = std::fs::remove_file(&socket);

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 use zfsrepl_core::ZfsCli;
 use zfsrepl_core::agent::{FrameError, Server};
+use zfsrepl_core::lock::LockDir;
 use zfsrepl_core::policy::ListenSettings;
 use zfsrepl_core::stream::CancelToken;
 use zfsrepl_core::transport::tls::{PskSecrets, TlsOptions};
@@ -82,10 +83,15 @@ impl AgentListener {
     /// A message naming the file or address at fault: the peers file does
     /// not parse, the secrets file is unsafe or unreadable, the address
     /// is taken, `zfs` does not answer.
+    ///
+    /// Sessions take the daemon's own per-dataset `locks` on what they
+    /// write (see [`Server::with_locks`]), so a peer's receive and this
+    /// daemon's jobs never act on one dataset at once.
     pub fn start(
         s: &ListenSettings,
         zfs_bin: OsString,
         metrics: Arc<Metrics>,
+        locks: LockDir,
     ) -> Result<Self, String> {
         let peers = Peers::load(&s.peers).map_err(|e| format!("listen: {e}"))?;
         let secrets = PskSecrets::load(&s.psk_file).map_err(|e| format!("listen: {e}"))?;
@@ -122,7 +128,7 @@ impl AgentListener {
                 counts: &c,
                 metrics: &metrics,
             };
-            let server = Server::new(peer.clone(), floor.clone());
+            let server = Server::new(peer.clone(), floor.clone()).with_locks(locks.clone());
             match server.serve(stream) {
                 Ok(_) | Err(FrameError::Closed) => {}
                 Err(e) => {

@@ -8,6 +8,7 @@ use super::frame::{DataFrames, FrameError, FrameKind, MAX_DATA, read_frame_into,
 use super::proto::{
     Codec, PROTOCOL_VERSION, Request, Response, WireError, recv_message, send_message,
 };
+use crate::lock::{DatasetLock, LockDir, LockError};
 use crate::name::{DatasetName, EntityName, SnapshotName};
 use crate::replication::{OWNED_PREFIX, SyncJob};
 use crate::zfs::resume::decode_resume_token;
@@ -49,6 +50,7 @@ pub struct Server<Z> {
     zfs: Z,
     zstd_workers: u32,
     chunk_budget: usize,
+    locks: Option<LockDir>,
 }
 
 /// One connection's state.
@@ -97,7 +99,36 @@ where
             zfs,
             zstd_workers: default_zstd_workers(),
             chunk_budget: CHUNK_BUDGET,
+            locks: None,
         }
+    }
+
+    /// Takes this host's per-dataset locks (the lock directory its daemon
+    /// and manual runs use) on every dataset a peer writes: a receive holds
+    /// the target's lock until its stream ends, and a rollback or a
+    /// receive-abort holds it while it runs. A busy dataset is answered
+    /// with a [`ZfsErrorKind::Busy`] error naming the holder, which the
+    /// peer's daemon retries; a local prune or clone refresh of the same
+    /// dataset never runs in the middle of a receive.
+    #[must_use]
+    pub fn with_locks(mut self, locks: LockDir) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// This host's lock on `ds`, for `op`, when the server takes locks.
+    fn lock(&self, op: &'static str, ds: &DatasetName) -> Result<Option<DatasetLock>, ZfsError> {
+        let Some(locks) = &self.locks else {
+            return Ok(None);
+        };
+        let what = format!("zfsrepl agent: {op} for {}", self.config.who());
+        locks.try_lock(None, ds, &what).map(Some).map_err(|e| {
+            let kind = match e {
+                LockError::Busy { .. } => ZfsErrorKind::Busy,
+                _ => ZfsErrorKind::Other,
+            };
+            ZfsError::new(op, kind, e.to_string())
+        })
     }
 
     /// A smaller listing budget, for tests of chunked listings.
@@ -540,8 +571,14 @@ where
             Request::Rollback {
                 snapshot,
                 destroy_newer,
-            } => done(z.rollback(&snapshot, destroy_newer)),
-            Request::ReceiveAbort { target } => done(z.receive_abort(&target)),
+            } => match self.lock("rollback", &snapshot.dataset()) {
+                Ok(_lock) => done(z.rollback(&snapshot, destroy_newer)),
+                Err(e) => err(&e),
+            },
+            Request::ReceiveAbort { target } => match self.lock("receive -A", &target) {
+                Ok(_lock) => done(z.receive_abort(&target)),
+                Err(e) => err(&e),
+            },
             Request::Hello { .. }
             | Request::Send { .. }
             | Request::Receive { .. }
@@ -669,6 +706,13 @@ where
                 let r = self.refuse(s, "receive", why);
                 return reply(conn, s, &r);
             }
+        };
+        // check_recv made sure there is a target. The lock is held until
+        // this function returns: the stream's end, or its failure.
+        let _lock = match spec.target.as_ref().map(|t| self.lock("receive", t)) {
+            Some(Err(e)) => return reply(conn, s, &err(&e)),
+            Some(Ok(l)) => l,
+            None => None,
         };
         let sink = match self.zfs.receive(&spec) {
             Ok(k) => k,

@@ -324,6 +324,77 @@ fn push_and_pull_a_tree_through_the_agent() {
     }
 }
 
+/// Regression (network sessions did not take the receiving host's locks):
+/// while a local job of the agent's host holds a dataset's lock, a peer's
+/// receive into it, rollback of it and receive-abort on it are answered
+/// busy (retryable, naming the holder) and change nothing; the lock is
+/// the agent's for as long as the stream runs; once the local job is done,
+/// the same push lands.
+#[test]
+fn a_locked_dataset_is_busy_for_the_peer_until_its_holder_is_done() {
+    use crate::lock::LockDir;
+    let locks_dir = tempfile::tempdir().unwrap();
+    let locks = LockDir::new(locks_dir.path());
+    let src = FakeZfs::from_fixture(TREE);
+    let mut cfg = config(&[], &["back/in"]);
+    cfg.allow_rollback = true;
+    let server = Server::new(
+        cfg,
+        FakeZfs::from_fixture("+ back\n+ back/in\n+ back/in/x\n+ back/in/x@s\n"),
+    )
+    .with_locks(locks.clone());
+    let held = locks
+        .try_lock(None, &ds("back/in/data"), "zfsrepl daemon job prune")
+        .unwrap();
+    let x = locks
+        .try_lock(None, &ds("back/in/x"), "zfsrepl daemon job clones")
+        .unwrap();
+    let (outcome, _) = with_agent(&server, Some(job()), |c| {
+        let r = replicate(&src, &c, "tank/data", "back/in/data", 1);
+        let rollback = c.rollback(&snap("back/in/x@s"), false).unwrap_err();
+        let abort = c.receive_abort(&ds("back/in/x")).unwrap_err();
+        (r, rollback, abort)
+    });
+    let (report, rollback, abort) = outcome;
+    assert!(report.failures() > 0, "{report:#?}");
+    let shown = format!("{report:#?}");
+    assert!(shown.contains("zfsrepl daemon job prune"), "{shown}");
+    for e in [&rollback, &abort] {
+        assert_eq!(e.kind, ZfsErrorKind::Busy, "{e}");
+        assert!(e.kind.is_transient());
+        assert!(e.to_string().contains("zfsrepl daemon job clones"), "{e}");
+    }
+    assert!(
+        !server
+            .zfs()
+            .list(&ListSpec::all(vec![ds("back/in")]))
+            .unwrap()
+            .iter()
+            .any(|d| d.name == ds("back/in/data")),
+        "nothing was received into a locked dataset"
+    );
+    drop((held, x));
+    // A lock the agent takes is its own while the stream runs: a local job
+    // finds the dataset busy, with the agent named.
+    let (report, _) = with_agent(&server, Some(job()), |c| {
+        let sink = c
+            .receive(&RecvSpec {
+                target: Some(ds("back/in/y")),
+                ..RecvSpec::default()
+            })
+            .unwrap();
+        let busy = locks
+            .try_lock(None, &ds("back/in/y"), "zfsrepl prune")
+            .unwrap_err()
+            .to_string();
+        sink.abort();
+        assert!(busy.contains("zfsrepl agent: receive for peer-1"), "{busy}");
+        replicate(&src, &c, "tank/data", "back/in/data", 2)
+    });
+    assert_eq!(report.failures(), 0, "{report:#?}");
+    assert!(locks.try_lock(None, &ds("back/in/y"), "after").is_ok());
+}
+
 #[test]
 fn everything_outside_the_roots_is_refused_and_the_session_goes_on() {
     let server = Server::new(
