@@ -122,13 +122,22 @@ where
             return Ok(None);
         };
         let what = format!("zfsrepl agent: {op} for {}", self.config.who());
-        locks.try_lock(None, ds, &what).map(Some).map_err(|e| {
-            let kind = match e {
-                LockError::Busy { .. } => ZfsErrorKind::Busy,
-                _ => ZfsErrorKind::Other,
-            };
-            ZfsError::new(op, kind, e.to_string())
-        })
+        locks
+            .try_lock(None, ds, &what)
+            .map(Some)
+            .map_err(|e| match e {
+                LockError::Busy { .. } => ZfsError::new(op, ZfsErrorKind::Busy, e.to_string()),
+                // Most likely an agent user who cannot write the default
+                // directory: say where the setting is.
+                _ => ZfsError::new(
+                    op,
+                    ZfsErrorKind::Other,
+                    format!(
+                        "{e} (the agent's lock directory, shared with this host's daemon: \
+                     zfsrepl serve --lock-dir DIR)"
+                    ),
+                ),
+            })
     }
 
     /// A smaller listing budget, for tests of chunked listings.

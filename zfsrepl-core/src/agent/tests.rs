@@ -393,6 +393,22 @@ fn a_locked_dataset_is_busy_for_the_peer_until_its_holder_is_done() {
     });
     assert_eq!(report.failures(), 0, "{report:#?}");
     assert!(locks.try_lock(None, &ds("back/in/y"), "after").is_ok());
+
+    // A lock directory the agent cannot use (here, below a plain file):
+    // nothing is received, and the error says which setting to change.
+    let file = locks_dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let server = Server::new(config(&[], &["back"]), FakeZfs::from_fixture("+ back\n"))
+        .with_locks(LockDir::new(file.join("locks")));
+    let (e, _) = with_agent(&server, Some(job()), |c| {
+        c.receive(&RecvSpec {
+            target: Some(ds("back/z")),
+            ..RecvSpec::default()
+        })
+        .err()
+        .unwrap()
+    });
+    assert!(e.to_string().contains("zfsrepl serve --lock-dir"), "{e}");
 }
 
 #[test]
