@@ -999,6 +999,21 @@ fn chaos_daemon_two_targets_converges_after_every_fault() {
         "chaos-daemon: holds not ours (zfs-fuse's, after killed clients) seen in checks: {}",
         w.foreign_holds.get()
     );
+    // Children of ours that outlived STOP_GRACE after their pipes closed
+    // (on zfs-fuse, a send killed then leaves holds behind).
+    let serve_log = std::fs::read_to_string(w.dir().join("serve.log")).unwrap_or_default();
+    let forced: Vec<&str> = log
+        .lines()
+        .chain(serve_log.lines())
+        .filter(|l| l.contains("killed (SIGKILL)"))
+        .collect();
+    eprintln!(
+        "chaos-daemon: children of ours killed after the stop grace: {}",
+        forced.len()
+    );
+    for l in forced.iter().take(10) {
+        eprintln!("chaos-daemon:   {l}");
+    }
     eprintln!(
         "chaos-daemon: {injected} faults injected ({landed} landed as intended), {survived} survived, \
          {round} rounds, {chains} converging chains, seed {seed} ({:.1} s)",

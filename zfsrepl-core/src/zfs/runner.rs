@@ -279,9 +279,19 @@ impl Child {
         if let Some(mut c) = self.child.take() {
             let deadline = Instant::now() + STOP_GRACE;
             let mut nap = Duration::from_millis(1);
-            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+            let mut running = matches!(c.try_wait(), Ok(None));
+            while running && Instant::now() < deadline {
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(50));
+                running = matches!(c.try_wait(), Ok(None));
+            }
+            if running {
+                // Worth knowing: on zfs-fuse a `zfs send` killed now leaves
+                // holds that keep its snapshots from being pruned.
+                tracing::warn!(
+                    command = %display_argv(&self.argv),
+                    "still running {STOP_GRACE:?} after its pipes were closed: killed (SIGKILL)"
+                );
             }
             // Already reaped by `try_wait` when it ended: then a no-op.
             let _ = c.kill();
@@ -747,6 +757,43 @@ mod tests {
         assert!(out.stderr.len() <= STDERR_TAIL_BYTES);
         assert!(out.stderr.ends_with("tail\n"));
         assert_eq!(r.invocations(), 1);
+    }
+
+    /// A child stopped by SIGKILL after the grace is logged (on zfs-fuse
+    /// such a `zfs send` leaves holds behind); one that ends by itself once
+    /// its pipe closes is not.
+    #[test]
+    fn a_child_killed_after_the_grace_is_logged() {
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let w = log.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            let r = LocalRunner::new();
+            // `yes` dies of its closed pipe at once.
+            r.spawn(&os(&["yes"]), ChildIo::Stdout).unwrap().kill();
+            // `sleep` never notices it.
+            r.spawn(&os(&["sleep", "30"]), ChildIo::Stdout)
+                .unwrap()
+                .kill();
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let warned: Vec<&str> = text.lines().filter(|l| l.contains("SIGKILL")).collect();
+        assert_eq!(warned.len(), 1, "{text}");
+        assert!(warned[0].contains("sleep 30"), "{text}");
     }
 
     #[test]
