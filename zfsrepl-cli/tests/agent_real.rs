@@ -38,6 +38,19 @@ fn agent_config(sshd: &Sshd, name: &str, read: &[&DatasetName], write: &[&Datase
     path
 }
 
+/// An sshd; a source pool with `a@s1`; a target pool with `in`; a key for
+/// an agent that may write below `in`.
+fn one_push() -> (Sshd, TestPool, TestPool, PathBuf) {
+    let sshd = Sshd::start();
+    let src = TestPool::new();
+    let dst = TestPool::new();
+    src.apply("+ a\n+ a@s1");
+    dst.apply("+ in");
+    let config = agent_config(&sshd, "agent.toml", &[], &[&dst.ds("in")]);
+    let key = agent_key(&sshd, "agent_key", &config);
+    (sshd, src, dst, key)
+}
+
 /// The lock directory of the agents that `sshd` runs (the "receiving
 /// host's" locks).
 fn agent_locks(sshd: &Sshd) -> PathBuf {
@@ -516,13 +529,7 @@ fn agent_killed_mid_stream_fails_cleanly_and_the_next_run_converges() {
 #[test]
 fn send_agent_respects_dataset_locks() {
     use zfsrepl_core::lock::LockDir;
-    let sshd = Sshd::start();
-    let src = TestPool::new();
-    let dst = TestPool::new();
-    src.apply("+ a\n+ a@s1");
-    dst.apply("+ in");
-    let config = agent_config(&sshd, "agent.toml", &[], &[&dst.ds("in")]);
-    let key = agent_key(&sshd, "agent_key", &config);
+    let (sshd, src, dst, key) = one_push();
     let locks_dir = tempfile::tempdir().unwrap();
     let locks = LockDir::new(locks_dir.path());
     let held = locks
@@ -550,13 +557,7 @@ fn send_agent_respects_dataset_locks() {
 #[test]
 fn the_agent_takes_the_receiving_hosts_locks() {
     use zfsrepl_core::lock::LockDir;
-    let sshd = Sshd::start();
-    let src = TestPool::new();
-    let dst = TestPool::new();
-    src.apply("+ a\n+ a@s1");
-    dst.apply("+ in");
-    let config = agent_config(&sshd, "agent.toml", &[], &[&dst.ds("in")]);
-    let key = agent_key(&sshd, "agent_key", &config);
+    let (sshd, src, dst, key) = one_push();
     let held = LockDir::new(agent_locks(&sshd))
         .try_lock(None, &dst.ds("in/x"), "zfsrepl daemon job prune-backups")
         .unwrap();

@@ -315,19 +315,26 @@ fn daemon_snapshots_replicates_prunes_reloads_stops_and_resumes() {
 /// systemd's side: READY=1 once the socket answers, WATCHDOG=1 within the
 /// watchdog interval, RELOADING/READY around a SIGHUP, STOPPING=1 on
 /// SIGTERM; and a corrupt state file is set aside, never fatal.
+/// `DIR/p.toml`: a policy of no jobs, its daemon's files in `dir`, and
+/// `extra` lines in its `[daemon]` table.
+fn daemon_only_policy(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let policy = dir.join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[daemon]\ncontrol-socket = \"{d}/control.sock\"\nstate-dir = \"{d}/state\"\nlock-dir = \"{d}/locks\"\n{extra}",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    policy
+}
+
 #[test]
 fn notify_protocol_and_a_corrupt_state_file() {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("p.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\n[daemon]\ncontrol-socket = \"{d}/control.sock\"\nstate-dir = \"{d}/state\"\nlock-dir = \"{d}/locks\"\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
+    let policy = daemon_only_policy(dir.path(), "");
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
     std::fs::write(dir.path().join("state/state.json"), "{\"jobs\": [1, 2").unwrap();
     let notify = dir.path().join("notify.sock");
@@ -594,25 +601,22 @@ peers = "{peers}"
     }
     let mut daemon = Daemon::start(&policy, dir.path());
     let url = format!("tls://127.0.0.1:{port}/{}/inbox/copy", dst.name());
-    zfsrepl()
-        .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
-        .arg(&client_psk)
-        .args(["--identity", ID])
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .success();
+    // `zfsrepl send SRC/data URL` as `identity` with the key in `psk`.
+    let send = |url: &str, psk: &Path, identity: &str| {
+        zfsrepl()
+            .args(["send", &format!("{}/data", src.name()), url, "--psk-file"])
+            .arg(psk)
+            .args(["--identity", identity])
+            .timeout(Duration::from_secs(120))
+            .assert()
+    };
+    send(&url, &client_psk, ID).success();
     // The copy holds the source's newest snapshot (a sync snapshot).
     let copied = snapshots(&format!("{}/inbox/copy", dst.name()));
     let newest = snapshots(&format!("{}/data", src.name())).pop().unwrap();
     assert!(copied.contains(&newest), "{copied:?}\n{}", daemon.log());
     // An identity the daemon has no key for: refused.
-    zfsrepl()
-        .args(["send", &format!("{}/data", src.name()), &url, "--psk-file"])
-        .arg(&stranger_psk)
-        .args(["--identity", "stranger"])
-        .timeout(Duration::from_secs(60))
-        .assert()
-        .failure();
+    send(&url, &stranger_psk, "stranger").failure();
     // Counted once the server's side of the handshake returned.
     wait_for(Duration::from_secs(10), "the refusal to be counted", || {
         status(dir.path())["listener"]["sessions_refused"] == 1
@@ -672,13 +676,7 @@ peers = "{peers}"
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     let url2 = format!("tls://127.0.0.1:{port2}/{}/inbox/copy", dst.name());
-    zfsrepl()
-        .args(["send", &format!("{}/data", src.name()), &url2, "--psk-file"])
-        .arg(&client_psk)
-        .args(["--identity", ID])
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .success();
+    send(&url2, &client_psk, ID).success();
     // The listener's sessions take the daemon's own locks: while a job of
     // this daemon holds the copy, a peer's receive into it is busy.
     let held = zfsrepl_core::lock::LockDir::new(dir.path().join("locks"))
@@ -688,17 +686,9 @@ peers = "{peers}"
             "zfsrepl daemon job prune",
         )
         .unwrap();
-    zfsrepl()
-        .args(["send", &format!("{}/data", src.name()), &url2, "--psk-file"])
-        .arg(&client_psk)
-        .args(["--identity", ID])
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .failure()
-        .stdout(
-            predicate::str::contains("busy")
-                .and(predicate::str::contains("zfsrepl daemon job prune")),
-        );
+    send(&url2, &client_psk, ID).failure().stdout(
+        predicate::str::contains("busy").and(predicate::str::contains("zfsrepl daemon job prune")),
+    );
     drop(held);
     let port = port2;
 
@@ -764,16 +754,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn accept_loops_pause_when_descriptors_run_out() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("p.toml");
     let port = free_port();
-    std::fs::write(
-        &policy,
-        format!(
-            "version = 1\n[daemon]\ncontrol-socket = \"{d}/control.sock\"\nstate-dir = \"{d}/state\"\nlock-dir = \"{d}/locks\"\nmetrics-address = \"127.0.0.1:{port}\"\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
+    let policy = daemon_only_policy(
+        dir.path(),
+        &format!("metrics-address = \"127.0.0.1:{port}\"\n"),
+    );
     let daemon = Daemon::start(&policy, dir.path());
     let pid = daemon.child.id();
     wait_for(Duration::from_secs(20), "the metrics port", || {

@@ -733,8 +733,23 @@ impl AcceptPause {
         Self { what, failures: 0 }
     }
 
+    /// The connection `accept` gave, or `None` after a failure has been
+    /// logged and waited out (the loop then tries again).
+    pub(crate) async fn check<T>(&mut self, accepted: std::io::Result<T>) -> Option<T> {
+        match accepted {
+            Ok(conn) => {
+                self.accepted();
+                Some(conn)
+            }
+            Err(e) => {
+                self.failed(&e).await;
+                None
+            }
+        }
+    }
+
     /// A connection was accepted.
-    pub(crate) fn accepted(&mut self) {
+    fn accepted(&mut self) {
         if self.failures > 0 {
             info!(
                 listener = self.what,
@@ -746,7 +761,7 @@ impl AcceptPause {
     }
 
     /// `accept` failed with `e`: log it and wait before the next try.
-    pub(crate) async fn failed(&mut self, e: &std::io::Error) {
+    async fn failed(&mut self, e: &std::io::Error) {
         if self.failures == 0 {
             warn!(
                 listener = self.what,
@@ -762,15 +777,8 @@ impl AcceptPause {
 async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Control>) {
     let mut pause = AcceptPause::new("control socket");
     loop {
-        let conn = match listener.accept().await {
-            Ok((conn, _)) => {
-                pause.accepted();
-                conn
-            }
-            Err(e) => {
-                pause.failed(&e).await;
-                continue;
-            }
+        let Some((conn, _)) = pause.check(listener.accept().await).await else {
+            continue;
         };
         let tx = tx.clone();
         tokio::spawn(async move {

@@ -291,15 +291,8 @@ impl<R: Runner> Runner for Metered<R> {
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     let mut pause = crate::daemon::AcceptPause::new("metrics");
     loop {
-        let mut conn = match listener.accept().await {
-            Ok((conn, _)) => {
-                pause.accepted();
-                conn
-            }
-            Err(e) => {
-                pause.failed(&e).await;
-                continue;
-            }
+        let Some((mut conn, _)) = pause.check(listener.accept().await).await else {
+            continue;
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
