@@ -411,6 +411,47 @@ fn a_locked_dataset_is_busy_for_the_peer_until_its_holder_is_done() {
     assert!(e.to_string().contains("zfsrepl serve --lock-dir"), "{e}");
 }
 
+/// Regression (finding 9: a link cut left zfs-fuse holds on the source):
+/// the executor started `zfs send` before the receiver, and aborted it
+/// when the receiver could not start; on zfs-fuse an aborted `zfs send -I`
+/// leaves its temporary holds even when it ends by itself. A receiver that
+/// cannot start (here a busy target behind the agent) now costs no send at
+/// all, and one that can gets exactly one per step.
+#[test]
+fn a_receiver_that_cannot_start_costs_no_send() {
+    use crate::lock::LockDir;
+    let locks_dir = tempfile::tempdir().unwrap();
+    let locks = LockDir::new(locks_dir.path());
+    let src = FakeZfs::from_fixture(TREE);
+    let server = Server::new(config(&[], &["back"]), FakeZfs::from_fixture("+ back\n"))
+        .with_locks(locks.clone());
+    let run = |c: &AgentClient| {
+        let input = gather_tree_input(&src, c, &ds("tank/data"), &ds("back/data"), true).unwrap();
+        let plan = plan_tree(&input, &ReplicationPolicy::default(), c.capabilities());
+        execute(
+            &src,
+            c,
+            &input,
+            &plan,
+            &ExecOptions::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        )
+    };
+    let held = locks
+        .try_lock(None, &ds("back/data"), "zfsrepl prune")
+        .unwrap();
+    let (report, _) = with_agent(&server, None, |c| run(&c));
+    assert!(report.failures() > 0, "{report:#?}");
+    assert_eq!(src.sends(), 0, "{report:#?}");
+    drop(held);
+    let (report, _) = with_agent(&server, None, |c| run(&c));
+    // One full send: tank/data (its child has no snapshot to send).
+    assert!(report.datasets[0].error.is_none(), "{report:#?}");
+    assert_eq!(report.datasets[0].steps_done, 1, "{report:#?}");
+    assert_eq!(src.sends(), 1, "{report:#?}");
+}
+
 #[test]
 fn everything_outside_the_roots_is_refused_and_the_session_goes_on() {
     let server = Server::new(

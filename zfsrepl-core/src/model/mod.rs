@@ -183,6 +183,13 @@ impl FakeZfs {
         self.state().calls
     }
 
+    /// The `zfs send` streams asked of this ZFS so far (each is a process
+    /// on a real host, and on zfs-fuse an aborted one can leave holds).
+    #[must_use]
+    pub fn sends(&self) -> u64 {
+        self.state().sends
+    }
+
     /// Sets [`FakeZfs::calls`] back to zero.
     pub fn reset_calls(&self) {
         self.state().calls = 0;
@@ -375,7 +382,9 @@ impl ZfsStream for FakeZfs {
     type Recv = FakeRecvSink;
 
     fn send(&self, spec: &SendSpec) -> ZfsResult<FakeSendStream> {
-        send::send(&mut self.state(), spec)
+        let mut state = self.state();
+        state.sends += 1;
+        send::send(&mut state, spec)
     }
 
     fn receive(&self, spec: &RecvSpec) -> ZfsResult<FakeRecvSink> {

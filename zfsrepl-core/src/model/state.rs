@@ -236,6 +236,8 @@ pub(crate) struct State {
     pub clock_set: bool,
     /// `zfs` processes the operations so far would have run.
     pub calls: u64,
+    /// `zfs send` streams asked for (started or refused).
+    pub sends: u64,
     /// The cap on one snapshot record's payload in a send stream.
     pub payload_limit: u64,
     /// Bytes appended after each send stream's end (see
@@ -258,6 +260,7 @@ impl State {
             now: START_TIME,
             clock_set: false,
             calls: 0,
+            sends: 0,
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
             send_trailer: 0,
             recv_exits_at_end: false,

@@ -285,11 +285,18 @@ where
             None
         };
         progress.step_started(&dp.source, &dp.target, step, estimate);
-        let send = src.send(&spec).map_err(|e| e.to_string())?;
-        let recv = match dst.receive(&recv_spec(&dp.target, kind, &dst_caps)) {
-            Ok(r) => r,
+        // The receiver first: a receiver that cannot start (a lost link, a
+        // busy target) then costs no `zfs send`. An aborted `zfs send -I`
+        // is not free: on zfs-fuse it leaves its temporary holds behind
+        // even when it ends by itself on its closed pipe (finding 9). A
+        // receiver aborted before any byte reached it leaves nothing.
+        let recv = dst
+            .receive(&recv_spec(&dp.target, kind, &dst_caps))
+            .map_err(|e| e.to_string())?;
+        let send = match src.send(&spec) {
+            Ok(s) => s,
             Err(e) => {
-                crate::zfs::SendStream::abort(send);
+                crate::zfs::RecvSink::abort(recv);
                 return Err(e.to_string());
             }
         };
