@@ -841,7 +841,7 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         .state_dir
         .clone()
         .unwrap_or_else(|| d.state_dir.clone());
-    let lock_dir = opts.lock_dir.clone().unwrap_or_else(|| d.lock_dir.clone());
+    let locks = LockDir::new(opts.lock_dir.clone().unwrap_or_else(|| d.lock_dir.clone()));
     let metrics_addr = opts.metrics_address.or(d.metrics_address);
     let listener = bind_control(&socket)?;
     let metrics = Arc::new(Metrics::new());
@@ -856,18 +856,15 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         tokio::spawn(crate::metrics::serve(l, metrics.clone()));
     }
     let agent = match &d.listen {
-        Some(l) => match AgentListener::start(
-            l,
-            opts.zfs_bin.clone(),
-            metrics.clone(),
-            LockDir::new(&lock_dir),
-        ) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                let _ = std::fs::remove_file(&socket);
-                return Err(StartError::Io(e));
+        Some(l) => {
+            match AgentListener::start(l, opts.zfs_bin.clone(), metrics.clone(), locks.clone()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&socket);
+                    return Err(StartError::Io(e));
+                }
             }
-        },
+        }
         None => None,
     };
     let sp = state_path(&state_dir);
@@ -893,7 +890,7 @@ async fn main(opts: Options, policy: Policy) -> Result<(), StartError> {
         state_path: sp,
         metrics,
         caps: Arc::new(CapsCache::new()),
-        locks: LockDir::new(lock_dir),
+        locks,
         running: HashMap::new(),
         queued: BTreeSet::new(),
         retry: HashMap::new(),

@@ -718,10 +718,13 @@ where
         };
         // check_recv made sure there is a target. The lock is held until
         // this function returns: the stream's end, or its failure.
-        let _lock = match spec.target.as_ref().map(|t| self.lock("receive", t)) {
-            Some(Err(e)) => return reply(conn, s, &err(&e)),
-            Some(Ok(l)) => l,
-            None => None,
+        let _lock = match spec
+            .target
+            .as_ref()
+            .map_or(Ok(None), |t| self.lock("receive", t))
+        {
+            Ok(l) => l,
+            Err(e) => return reply(conn, s, &err(&e)),
         };
         let sink = match self.zfs.receive(&spec) {
             Ok(k) => k,
